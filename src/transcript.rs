@@ -1,0 +1,97 @@
+//! Transcript lines: what the pipeline tells people and tools.
+
+use std::fmt;
+
+use anyhow::Result;
+
+use crate::audio::{Channel, Recording};
+use crate::transcribe::Model;
+use crate::vad::{self, VadConfig};
+
+/// One utterance's text, in call time.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TranscriptLine {
+    /// Always `"transcript"`: JSON consumers dispatch on it.
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub channel: Channel,
+    pub start_s: f64,
+    pub end_s: f64,
+    pub text: String,
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+impl TranscriptLine {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("transcript lines always serialise")
+    }
+}
+
+/// `[00:03.2 agent] Thank you for calling …`
+impl fmt::Display for TranscriptLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.start_s * 10.0).round() as u64;
+        let (m, s, d) = (tenths / 600, tenths / 10 % 60, tenths % 10);
+        write!(f, "[{m:02}:{s:02}.{d} {}] {}", self.channel.name(), self.text)
+    }
+}
+
+/// Transcribes a whole recording: each channel is cut into utterances by the
+/// voice detector and each utterance is decoded with the channel's previous
+/// text as prompt. Lines come back ordered by start time across channels.
+pub fn transcribe_recording(
+    model: &Model,
+    rec: &Recording,
+    threads: usize,
+    vad: VadConfig,
+) -> Result<Vec<TranscriptLine>> {
+    let mut transcriber = model.transcriber(threads)?;
+    let mut lines = Vec::new();
+    for (channel, samples) in &rec.channels {
+        let mut previous = String::new();
+        for utt in vad::utterances(samples, vad) {
+            let hyp = transcriber.transcribe(&utt.samples, Some(&previous))?;
+            if hyp.text.is_empty() {
+                continue;
+            }
+            previous = hyp.text.clone();
+            lines.push(TranscriptLine {
+                kind: "transcript",
+                channel: *channel,
+                start_s: round_ms(utt.start_s),
+                end_s: round_ms(utt.end_s),
+                text: hyp.text,
+                is_final: true,
+            });
+        }
+    }
+    lines.sort_by(|a, b| a.start_s.total_cmp(&b.start_s).then(a.channel.cmp(&b.channel)));
+    Ok(lines)
+}
+
+fn round_ms(t: f64) -> f64 {
+    (t * 1000.0).round() / 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_formats() {
+        let line = TranscriptLine {
+            kind: "transcript",
+            channel: Channel::Agent,
+            start_s: 63.25,
+            end_s: 65.0,
+            text: "Thank you for calling.".into(),
+            is_final: true,
+        };
+        assert_eq!(line.to_string(), "[01:03.3 agent] Thank you for calling.");
+        assert_eq!(
+            line.to_json(),
+            r#"{"type":"transcript","channel":"agent","start_s":63.25,"end_s":65.0,"text":"Thank you for calling.","final":true}"#
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Voice activity and utterance cutting, one channel at a time.
+//!
+//! Each 16 ms frame is scored by earshot, a small neural voice detector (pure
+//! Rust, ~8 KiB of state, thousands of times faster than real time; see
+//! ARCHITECTURE.md for why it was chosen over an energy gate). Scores become
+//! speech and silence with two hysteresis rules: speech starts after
+//! `min_speech` of voiced frames, and ends after `hangover` of silence. An
+//! utterance longer than `max_utterance` is cut at its quietest frame so
+//! Whisper never sees more than its 30 s window.
+//!
+//! The [`Segmenter`] is streaming: feed it any number of samples, collect the
+//! events. Offline transcription feeds a whole file; live monitoring feeds
+//! what the ring buffer delivers.
+
+use std::collections::VecDeque;
+
+use crate::audio::SAMPLE_RATE;
+
+/// earshot's fixed frame: 256 samples at 16 kHz.
+pub const FRAME: usize = 256;
+const FRAME_S: f64 = FRAME as f64 / SAMPLE_RATE as f64;
+
+/// Tuning of the detector and the segmenter. Durations in seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct VadConfig {
+    /// earshot score at or above which a frame is voiced.
+    pub threshold: f32,
+    /// Voiced time needed before speech is declared (rejects clicks).
+    pub min_speech: f64,
+    /// Silence after which speech is over and the utterance is final.
+    pub hangover: f64,
+    /// Audio kept before the detected onset, so Whisper hears the first phoneme whole.
+    pub pre_roll: f64,
+    /// Audio kept after the last voiced frame.
+    pub post_roll: f64,
+    /// Longest utterance; a longer one is cut at its quietest point.
+    pub max_utterance: f64,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        Self {
+            threshold: 0.5,
+            min_speech: 0.096,
+            hangover: 0.5,
+            pre_roll: 0.2,
+            post_roll: 0.15,
+            max_utterance: 15.0,
+        }
+    }
+}
+
+/// A stretch of speech, with the audio Whisper should hear.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Utterance {
+    /// Onset of speech, seconds from the start of the channel.
+    pub start_s: f64,
+    /// End of the last voiced frame.
+    pub end_s: f64,
+    /// Audio from `start_s - pre_roll` to `end_s + post_roll` (clamped to the stream).
+    pub samples: Vec<f32>,
+}
+
+/// What the segmenter reports, in stream order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum VadEvent {
+    SpeechStart { t_s: f64 },
+    SpeechEnd { t_s: f64 },
+    Utterance(Utterance),
+}
+
+#[derive(Debug)]
+enum State {
+    /// `voiced_run` frames in a row have been voiced, not yet enough to start.
+    Silence { voiced_run: usize },
+    Speech {
+        /// First sample of `audio` in stream samples.
+        audio_start: u64,
+        onset: u64,
+        audio: Vec<f32>,
+        /// RMS of each frame since `audio_start`, to find a quiet cut point.
+        frame_rms: Vec<f32>,
+        /// Stream sample just after the last voiced frame.
+        last_voiced_end: u64,
+    },
+}
+
+pub struct Segmenter {
+    cfg: VadConfig,
+    detector: Box<earshot::Detector>,
+    /// Samples not yet making a whole frame.
+    partial: Vec<f32>,
+    /// Recent audio kept while silent, for the pre-roll.
+    history: VecDeque<f32>,
+    /// Stream samples consumed into whole frames.
+    position: u64,
+    state: State,
+    min_speech_frames: usize,
+}
+
+fn secs(samples: u64) -> f64 {
+    samples as f64 / SAMPLE_RATE as f64
+}
+
+fn samples(seconds: f64) -> usize {
+    (seconds * SAMPLE_RATE as f64).round() as usize
+}
+
+impl Segmenter {
+    pub fn new(cfg: VadConfig) -> Self {
+        Self {
+            cfg,
+            detector: earshot::Detector::default_boxed(),
+            partial: Vec::with_capacity(FRAME),
+            history: VecDeque::new(),
+            position: 0,
+            state: State::Silence { voiced_run: 0 },
+            min_speech_frames: (cfg.min_speech / FRAME_S).ceil().max(1.0) as usize,
+        }
+    }
+
+    /// Seconds of audio consumed so far.
+    pub fn position_s(&self) -> f64 {
+        secs(self.position)
+    }
+
+    /// Whether the channel is currently in speech.
+    pub fn in_speech(&self) -> bool {
+        matches!(self.state, State::Speech { .. })
+    }
+
+    /// Feeds 16 kHz samples; returns the events they complete.
+    pub fn push(&mut self, mut input: &[f32], events: &mut Vec<VadEvent>) {
+        while !input.is_empty() {
+            let take = (FRAME - self.partial.len()).min(input.len());
+            self.partial.extend_from_slice(&input[..take]);
+            input = &input[take..];
+            if self.partial.len() == FRAME {
+                let frame = std::mem::take(&mut self.partial);
+                self.frame(&frame, events);
+                self.partial = frame;
+                self.partial.clear();
+            }
+        }
+    }
+
+    /// Ends the stream: an utterance still open is emitted as final.
+    pub fn finish(&mut self, events: &mut Vec<VadEvent>) {
+        let rest = std::mem::take(&mut self.partial);
+        if let State::Speech { audio, .. } = &mut self.state {
+            audio.extend_from_slice(&rest);
+        }
+        self.position += rest.len() as u64;
+        if matches!(self.state, State::Speech { .. }) {
+            self.end_speech(events);
+        }
+    }
+
+    fn frame(&mut self, frame: &[f32], events: &mut Vec<VadEvent>) {
+        let mut clamped = [0f32; FRAME];
+        for (c, s) in clamped.iter_mut().zip(frame) {
+            *c = s.clamp(-1.0, 1.0);
+        }
+        let voiced = self.detector.predict_f32(&clamped) >= self.cfg.threshold;
+        self.position += FRAME as u64;
+        let hangover = samples(self.cfg.hangover) as u64;
+
+        match &mut self.state {
+            State::Silence { voiced_run } => {
+                *voiced_run = if voiced { *voiced_run + 1 } else { 0 };
+                self.history.extend(frame);
+                let keep = samples(self.cfg.pre_roll) + self.min_speech_frames * FRAME;
+                while self.history.len() > keep {
+                    self.history.pop_front();
+                }
+                if *voiced_run >= self.min_speech_frames {
+                    let onset = self.position - (*voiced_run * FRAME) as u64;
+                    let audio: Vec<f32> = self.history.drain(..).collect();
+                    let audio_start = self.position - audio.len() as u64;
+                    let frame_rms = audio.chunks(FRAME).map(rms).collect();
+                    events.push(VadEvent::SpeechStart { t_s: secs(onset) });
+                    self.state = State::Speech {
+                        audio_start,
+                        onset,
+                        audio,
+                        frame_rms,
+                        last_voiced_end: self.position,
+                    };
+                }
+            }
+            State::Speech {
+                audio,
+                frame_rms,
+                last_voiced_end,
+                onset,
+                ..
+            } => {
+                audio.extend_from_slice(frame);
+                frame_rms.push(rms(frame));
+                if voiced {
+                    *last_voiced_end = self.position;
+                }
+                if self.position - *last_voiced_end >= hangover {
+                    self.end_speech(events);
+                } else if secs(self.position - *onset) >= self.cfg.max_utterance {
+                    self.cut_long(events);
+                }
+            }
+        }
+    }
+
+    /// Closes the open utterance at its last voiced frame.
+    fn end_speech(&mut self, events: &mut Vec<VadEvent>) {
+        let State::Speech {
+            audio_start,
+            onset,
+            mut audio,
+            last_voiced_end,
+            ..
+        } = std::mem::replace(&mut self.state, State::Silence { voiced_run: 0 })
+        else {
+            return;
+        };
+        let end = last_voiced_end.min(self.position);
+        let keep_until = (end + samples(self.cfg.post_roll) as u64).min(audio_start + audio.len() as u64);
+        // The tail after the post-roll is silence; it becomes the next pre-roll.
+        let tail = audio.split_off((keep_until - audio_start) as usize);
+        self.history.clear();
+        self.history.extend(tail);
+        events.push(VadEvent::SpeechEnd { t_s: secs(end) });
+        events.push(VadEvent::Utterance(Utterance {
+            start_s: secs(onset),
+            end_s: secs(end),
+            samples: audio,
+        }));
+    }
+
+    /// Cuts an over-long utterance at the quietest frame of its second half;
+    /// speech continues from there as a new utterance.
+    fn cut_long(&mut self, events: &mut Vec<VadEvent>) {
+        let State::Speech {
+            audio_start,
+            onset,
+            audio,
+            frame_rms,
+            last_voiced_end,
+        } = &mut self.state
+        else {
+            return;
+        };
+        let half = frame_rms.len() / 2;
+        let quietest = (half..frame_rms.len())
+            .min_by(|&a, &b| frame_rms[a].total_cmp(&frame_rms[b]))
+            .unwrap_or(frame_rms.len() - 1);
+        let cut = (quietest * FRAME).min(audio.len());
+        let rest = audio.split_off(cut);
+        let cut_at = *audio_start + cut as u64;
+        events.push(VadEvent::Utterance(Utterance {
+            start_s: secs(*onset),
+            end_s: secs(cut_at),
+            samples: std::mem::replace(audio, rest),
+        }));
+        frame_rms.drain(..quietest);
+        *audio_start = cut_at;
+        *onset = cut_at;
+        *last_voiced_end = (*last_voiced_end).max(cut_at);
+    }
+}
+
+fn rms(frame: &[f32]) -> f32 {
+    (frame.iter().map(|s| s * s).sum::<f32>() / frame.len().max(1) as f32).sqrt()
+}
+
+/// Cuts a whole channel into utterances (offline use).
+pub fn utterances(samples: &[f32], cfg: VadConfig) -> Vec<Utterance> {
+    let mut seg = Segmenter::new(cfg);
+    let mut events = Vec::new();
+    seg.push(samples, &mut events);
+    seg.finish(&mut events);
+    events
+        .into_iter()
+        .filter_map(|e| match e {
+            VadEvent::Utterance(u) => Some(u),
+            _ => None,
+        })
+        .collect()
+}
