@@ -97,14 +97,14 @@ fn model_label(path: &Path) -> String {
 fn time_ours(opts: &Options, clips: &[Vec<f32>]) -> Result<(f64, Vec<String>)> {
     let model = Model::load(&opts.model)?;
     let mut t = model.transcriber(opts.threads)?;
-    t.transcribe(&clips[0], None)?; // warm-up: first-call allocations
+    t.transcribe(&clips[0])?; // warm-up: first-call allocations
     let mut best = f64::INFINITY;
     let mut texts = Vec::new();
     for _ in 0..opts.runs {
         let start = Instant::now();
         texts = clips
             .iter()
-            .map(|c| t.transcribe(c, None).map(|h| h.text))
+            .map(|c| t.transcribe(c).map(|h| h.text))
             .collect::<Result<_>>()?;
         best = best.min(start.elapsed().as_secs_f64());
     }

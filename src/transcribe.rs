@@ -19,10 +19,11 @@ use crate::model::ggml;
 
 /// Encoder positions per second of audio (1500 for Whisper's 30 s window).
 const CTX_PER_SECOND: f64 = 50.0;
-/// Silence positions kept after the audio. With less, tiny.en often loops on
-/// short clips ("and so my fellow Americans and so my fellow …"); measured on
-/// the fixtures, 384 (7.7 s) gave the same words as the full window.
-const CTX_MARGIN: i32 = 384;
+/// Silence positions kept after the audio (2.56 s). Decoding with timestamps
+/// lets the model end the utterance at the audio's end; without them, tiny.en
+/// looped on short clips ("and so my fellow Americans and so my fellow …")
+/// unless given ~400 spare positions, which costs 75 % more encoder time.
+const CTX_MARGIN: i32 = 128;
 /// Decoding budget: no one says more than ~6 tokens a second, so a clip that
 /// needs more is looping; capping it bounds the cost of a bad decode.
 const TOKENS_PER_SECOND: f64 = 8.0;
@@ -104,12 +105,11 @@ pub struct Transcriber {
 }
 
 impl Transcriber {
-    /// Transcribes one utterance of 16 kHz audio. `prompt` is earlier text of
-    /// the same speaker, which helps with names and spelling consistency.
+    /// Transcribes one utterance of 16 kHz audio.
     ///
-    /// A decode that runs out of its token budget is looping; it is retried
-    /// once with the model's full context, which does not loop.
-    pub fn transcribe(&mut self, samples: &[f32], prompt: Option<&str>) -> Result<Hypothesis> {
+    /// A decode that runs out of its token budget or repeats a phrase is
+    /// looping; it is retried once with the model's full context.
+    pub fn transcribe(&mut self, samples: &[f32]) -> Result<Hypothesis> {
         // whisper.cpp reads at least 1 s; shorter clips are padded with silence.
         let padded;
         let audio = if samples.len() < SAMPLE_RATE as usize {
@@ -120,15 +120,16 @@ impl Transcriber {
         };
         let budget = token_budget(samples.len());
         let fitted = fitted_audio_ctx(samples.len(), self.n_audio_ctx);
-        let hyp = self.decode(audio, prompt, fitted, budget)?;
-        if hyp.n_tokens < budget as usize || fitted == self.n_audio_ctx {
+        let hyp = self.decode(audio, fitted, budget)?;
+        let looping = hyp.n_tokens >= budget as usize || has_repeated_phrase(&hyp.text);
+        if !looping || fitted == self.n_audio_ctx {
             return Ok(hyp);
         }
-        tracing::debug!(fitted, "decode hit its token budget; retrying with the full context");
-        self.decode(audio, prompt, self.n_audio_ctx, budget)
+        tracing::debug!(fitted, text = %hyp.text, "decode looped; retrying with the full context");
+        self.decode(audio, self.n_audio_ctx, budget)
     }
 
-    fn decode(&mut self, audio: &[f32], prompt: Option<&str>, audio_ctx: i32, max_tokens: i32) -> Result<Hypothesis> {
+    fn decode(&mut self, audio: &[f32], audio_ctx: i32, max_tokens: i32) -> Result<Hypothesis> {
         let mut params = FullParams::new(SamplingStrategy::Greedy { best_of: 1 });
         params.set_n_threads(self.threads);
         params.set_language(Some("en"));
@@ -136,8 +137,10 @@ impl Transcriber {
         params.set_max_tokens(max_tokens);
         // One utterance is one segment; its times come from the voice detector,
         // since whisper's timestamps are unreliable with a reduced audio_ctx.
+        // Timestamp tokens are still decoded: they are how the model says the
+        // speech has ended, which keeps it from looping in the spare context.
         params.set_single_segment(true);
-        params.set_no_timestamps(true);
+        params.set_no_timestamps(false);
         params.set_no_context(true);
         // Temperature fallback turns a loop into random words; the retry above
         // is the better cure, so decoding stays greedy and deterministic.
@@ -148,9 +151,6 @@ impl Transcriber {
         params.set_print_realtime(false);
         params.set_print_special(false);
         params.set_print_timestamps(false);
-        if let Some(p) = prompt.filter(|p| !p.is_empty()) {
-            params.set_initial_prompt(p);
-        }
         self.state.full(params, audio).context("whisper inference failed")?;
 
         let mut text = String::new();
@@ -162,7 +162,7 @@ impl Transcriber {
                 let Some(tok) = segment.get_token(i) else { continue };
                 n_tokens += 1;
                 let t = tok.to_str_lossy().unwrap_or_default();
-                // Special tokens ([_BEG_], <|endoftext|>, …) are not words.
+                // Special and timestamp tokens ([_BEG_], [_TT_50], <|endoftext|>) are not words.
                 if t.starts_with("[_") || t.starts_with("<|") {
                     continue;
                 }
@@ -180,15 +180,32 @@ impl Transcriber {
     }
 }
 
+/// Whether some phrase of three or more words is immediately repeated, the
+/// signature of a decoding loop ("ask what you can do ask what you can do").
+fn has_repeated_phrase(text: &str) -> bool {
+    let w = crate::text::words(text);
+    (3..=w.len() / 2).any(|n| (0..=w.len() - 2 * n).any(|i| w[i..i + n] == w[i + n..i + 2 * n]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
+    fn loops_are_recognised() {
+        assert!(has_repeated_phrase(
+            "And so my fellow Americans. And so my fellow Americans."
+        ));
+        assert!(has_repeated_phrase("for you for you for you for you"));
+        assert!(!has_repeated_phrase("Thank you, thank you. Goodbye."));
+        assert!(!has_repeated_phrase(""));
+    }
+
+    #[test]
     fn audio_ctx_follows_clip_length() {
-        assert_eq!(fitted_audio_ctx(0, 1500), 384);
-        // 11 s: 550 positions + 384 margin = 934, rounded up to 960.
-        assert_eq!(fitted_audio_ctx(11 * 16_000, 1500), 960);
+        assert_eq!(fitted_audio_ctx(0, 1500), 128);
+        // 11 s: 550 positions + 128 margin = 678, rounded up to 704.
+        assert_eq!(fitted_audio_ctx(11 * 16_000, 1500), 704);
         assert_eq!(fitted_audio_ctx(40 * 16_000, 1500), 1500);
     }
 }

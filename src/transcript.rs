@@ -38,8 +38,8 @@ impl fmt::Display for TranscriptLine {
 }
 
 /// Transcribes a whole recording: each channel is cut into utterances by the
-/// voice detector and each utterance is decoded with the channel's previous
-/// text as prompt. Lines come back ordered by start time across channels.
+/// voice detector and each utterance is decoded on its own. Lines come back
+/// ordered by start time across channels.
 pub fn transcribe_recording(
     model: &Model,
     rec: &Recording,
@@ -49,13 +49,11 @@ pub fn transcribe_recording(
     let mut transcriber = model.transcriber(threads)?;
     let mut lines = Vec::new();
     for (channel, samples) in &rec.channels {
-        let mut previous = String::new();
         for utt in vad::utterances(samples, vad) {
-            let hyp = transcriber.transcribe(&utt.samples, Some(&previous))?;
+            let hyp = transcriber.transcribe(&utt.samples)?;
             if hyp.text.is_empty() {
                 continue;
             }
-            previous = hyp.text.clone();
             lines.push(TranscriptLine {
                 kind: "transcript",
                 channel: *channel,
