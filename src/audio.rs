@@ -29,10 +29,10 @@ impl Channel {
     }
 }
 
-/// A whole recording, each channel already at 16 kHz.
-#[derive(Debug)]
+/// A whole recording, one f32 vector per channel at `sample_rate`.
+#[derive(Debug, Clone)]
 pub struct Recording {
-    pub source_rate: u32,
+    pub sample_rate: u32,
     pub channels: Vec<(Channel, Vec<f32>)>,
 }
 
@@ -40,7 +40,26 @@ impl Recording {
     pub fn duration_s(&self) -> f64 {
         self.channels
             .first()
-            .map_or(0.0, |(_, s)| s.len() as f64 / SAMPLE_RATE as f64)
+            .map_or(0.0, |(_, s)| s.len() as f64 / self.sample_rate as f64)
+    }
+
+    /// The same recording at 16 kHz.
+    pub fn to_16k(&self) -> Result<Recording> {
+        let channels = self
+            .channels
+            .iter()
+            .map(|(role, samples)| {
+                let mut rs = Resampler::new(self.sample_rate)?;
+                let mut out = Vec::with_capacity(samples.len() * SAMPLE_RATE as usize / self.sample_rate as usize + 1);
+                rs.push(samples, &mut out);
+                rs.finish(&mut out);
+                Ok((*role, out))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Recording {
+            sample_rate: SAMPLE_RATE,
+            channels,
+        })
     }
 }
 
@@ -59,7 +78,7 @@ pub enum AudioError {
     Format { path: String, what: String },
 }
 
-/// Reads a PCM (8/16/24/32-bit) or float WAV, mono or stereo, any rate.
+/// Reads a PCM (8/16/24/32-bit) or float WAV, mono or stereo, at its own rate.
 pub fn read_wav(path: &Path) -> Result<Recording, AudioError> {
     let shown = path.display().to_string();
     if !path.exists() {
@@ -109,20 +128,10 @@ pub fn read_wav(path: &Path) -> Result<Recording, AudioError> {
     let channels = roles
         .iter()
         .enumerate()
-        .map(|(i, &role)| {
-            let samples: Vec<f32> = interleaved.iter().skip(i).step_by(n).copied().collect();
-            let mut rs = Resampler::new(spec.sample_rate).map_err(|e| AudioError::Format {
-                path: shown.clone(),
-                what: format!("{e:#}"),
-            })?;
-            let mut out = Vec::with_capacity(samples.len() * SAMPLE_RATE as usize / spec.sample_rate as usize + 1);
-            rs.push(&samples, &mut out);
-            rs.finish(&mut out);
-            Ok((role, out))
-        })
-        .collect::<Result<_, AudioError>>()?;
+        .map(|(i, &role)| (role, interleaved.iter().skip(i).step_by(n).copied().collect()))
+        .collect();
     Ok(Recording {
-        source_rate: spec.sample_rate,
+        sample_rate: spec.sample_rate,
         channels,
     })
 }

@@ -35,7 +35,7 @@ pub fn transcribe(opts: &Options) -> Result<()> {
     // Clips as 16-bit PCM, exactly what the peer reads back from disk.
     let mut clips = Vec::new();
     for file in &opts.files {
-        let rec = audio::read_wav(file)?;
+        let rec = audio::read_wav(file)?.to_16k()?;
         for (_, samples) in &rec.channels {
             for utt in vad::utterances(samples, VadConfig::default()) {
                 clips.push(

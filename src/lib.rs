@@ -10,7 +10,12 @@
 
 pub mod audio;
 pub mod bench;
+pub mod buffer;
+pub mod capture;
+pub mod events;
 pub mod model;
+pub mod monitor;
+pub mod pipeline;
 pub mod text;
 pub mod transcribe;
 pub mod transcript;

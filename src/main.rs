@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use std::sync::Arc;
+
+use callwatch::capture::device::{self, DeviceSource};
+use callwatch::capture::replay::{Pace, Replay};
+use callwatch::monitor::{self, Output};
+use callwatch::transcribe::pool::{Pool, PoolConfig};
 use callwatch::{audio, bench, model, transcribe, transcript, vad};
 
 #[derive(Parser)]
@@ -36,11 +42,72 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         threads: usize,
     },
+    /// Follow a recorded call through the live pipeline, printing it as it happens.
+    Monitor {
+        /// The recording (stereo: agent left, customer right).
+        file: PathBuf,
+        /// Deliver the audio as fast as the pipeline takes it, not in real time.
+        #[arg(long, conflicts_with = "realtime")]
+        fast: bool,
+        /// Deliver the audio at the pace of a live call (the default).
+        #[arg(long)]
+        realtime: bool,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// Follow a live call from sound devices (agent and customer).
+    Capture {
+        /// Agent's input device (name or part of it) [default: the default input].
+        #[arg(long)]
+        agent: Option<String>,
+        /// Customer's input device, e.g. the monitor of the output device.
+        /// Without it, a stereo agent device carries both parties.
+        #[arg(long)]
+        customer: Option<String>,
+        #[command(flatten)]
+        live: LiveArgs,
+    },
+    /// List the audio input devices capture can use.
+    Devices,
     /// Benchmarks against a peer engine measured in the same run.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// Options shared by the live commands.
+#[derive(clap::Args)]
+struct LiveArgs {
+    /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+    #[arg(long)]
+    model: Option<PathBuf>,
+    /// Print JSON lines (transcript revisions, voice activity, summary).
+    #[arg(long)]
+    json: bool,
+    /// Transcriber threads (each decodes one utterance at a time) [default: CPU cores].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// CPU threads per decode.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+impl LiveArgs {
+    fn pool(&self) -> Result<Arc<Pool>> {
+        let model = transcribe::Model::load(&self.model.clone().unwrap_or_else(model::default_model))?;
+        let defaults = PoolConfig::default();
+        let workers = self.workers.unwrap_or(defaults.workers).max(1);
+        Ok(Arc::new(Pool::new(
+            &model,
+            PoolConfig {
+                workers,
+                threads_per_worker: self.threads,
+                max_partials: 2 * workers,
+                ..defaults
+            },
+        )?))
+    }
 }
 
 #[derive(Subcommand)]
@@ -121,6 +188,34 @@ fn run(cli: Cli) -> Result<()> {
                 } else {
                     println!("{line}");
                 }
+            }
+            Ok(())
+        }
+        Command::Monitor { file, fast, live, .. } => {
+            let recording = audio::read_wav(&file)?;
+            let pool = live.pool()?;
+            let pace = if fast { Pace::Fast } else { Pace::RealTime };
+            let call_id = file
+                .file_stem()
+                .map_or("call".into(), |s| s.to_string_lossy().into_owned());
+            let source = Box::new(Replay::new(recording, pace));
+            monitor::run(source, pool, &call_id, Output::for_stdout(live.json), !fast)?;
+            Ok(())
+        }
+        Command::Capture { agent, customer, live } => {
+            let source = Box::new(DeviceSource::open(agent.as_deref(), customer.as_deref())?);
+            let pool = live.pool()?;
+            monitor::run(source, pool, "live", Output::for_stdout(live.json), true)?;
+            Ok(())
+        }
+        Command::Devices => {
+            let devices = device::list_input_devices()?;
+            if devices.is_empty() {
+                println!("no audio input devices found");
+            }
+            for d in devices {
+                let mark = if d.is_default { "*" } else { " " };
+                println!("{mark} {} ({} ch, {} Hz)", d.name, d.channels, d.sample_rate);
             }
             Ok(())
         }

@@ -15,11 +15,16 @@ pub struct TranscriptLine {
     #[serde(rename = "type")]
     pub kind: &'static str,
     pub channel: Channel,
+    /// Utterance id and revision, in live output (absent from `transcribe`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub utterance: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub revision: Option<u32>,
+    #[serde(rename = "final")]
+    pub is_final: bool,
     pub start_s: f64,
     pub end_s: f64,
     pub text: String,
-    #[serde(rename = "final")]
-    pub is_final: bool,
 }
 
 impl TranscriptLine {
@@ -48,7 +53,7 @@ pub fn transcribe_recording(
 ) -> Result<Vec<TranscriptLine>> {
     let mut transcriber = model.transcriber(threads)?;
     let mut lines = Vec::new();
-    for (channel, samples) in &rec.channels {
+    for (channel, samples) in &rec.to_16k()?.channels {
         for utt in vad::utterances(samples, vad) {
             let hyp = transcriber.transcribe(&utt.samples)?;
             if hyp.text.is_empty() {
@@ -57,10 +62,12 @@ pub fn transcribe_recording(
             lines.push(TranscriptLine {
                 kind: "transcript",
                 channel: *channel,
+                utterance: None,
+                revision: None,
+                is_final: true,
                 start_s: round_ms(utt.start_s),
                 end_s: round_ms(utt.end_s),
                 text: hyp.text,
-                is_final: true,
             });
         }
     }
@@ -68,7 +75,22 @@ pub fn transcribe_recording(
     Ok(lines)
 }
 
-fn round_ms(t: f64) -> f64 {
+impl From<&crate::events::Transcript> for TranscriptLine {
+    fn from(t: &crate::events::Transcript) -> Self {
+        Self {
+            kind: "transcript",
+            channel: t.channel,
+            utterance: Some(t.utterance_id),
+            revision: Some(t.revision),
+            is_final: t.is_final,
+            start_s: round_ms(t.start_s),
+            end_s: round_ms(t.end_s),
+            text: t.text.clone(),
+        }
+    }
+}
+
+pub fn round_ms(t: f64) -> f64 {
     (t * 1000.0).round() / 1000.0
 }
 
@@ -81,15 +103,17 @@ mod tests {
         let line = TranscriptLine {
             kind: "transcript",
             channel: Channel::Agent,
+            utterance: None,
+            revision: None,
+            is_final: true,
             start_s: 63.25,
             end_s: 65.0,
             text: "Thank you for calling.".into(),
-            is_final: true,
         };
         assert_eq!(line.to_string(), "[01:03.3 agent] Thank you for calling.");
         assert_eq!(
             line.to_json(),
-            r#"{"type":"transcript","channel":"agent","start_s":63.25,"end_s":65.0,"text":"Thank you for calling.","final":true}"#
+            r#"{"type":"transcript","channel":"agent","final":true,"start_s":63.25,"end_s":65.0,"text":"Thank you for calling."}"#
         );
     }
 }

@@ -35,6 +35,9 @@ pub struct VadConfig {
     pub post_roll: f64,
     /// Longest utterance; a longer one is cut at its quietest point.
     pub max_utterance: f64,
+    /// While speech goes on, a partial (audio so far) is offered this often;
+    /// zero turns partials off (offline transcription).
+    pub partial_interval: f64,
 }
 
 impl Default for VadConfig {
@@ -46,6 +49,7 @@ impl Default for VadConfig {
             pre_roll: 0.2,
             post_roll: 0.15,
             max_utterance: 15.0,
+            partial_interval: 0.0,
         }
     }
 }
@@ -53,6 +57,8 @@ impl Default for VadConfig {
 /// A stretch of speech, with the audio Whisper should hear.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Utterance {
+    /// Numbered from 0 per channel; partials and the final of one utterance share it.
+    pub id: u64,
     /// Onset of speech, seconds from the start of the channel.
     pub start_s: f64,
     /// End of the last voiced frame.
@@ -64,8 +70,15 @@ pub struct Utterance {
 /// What the segmenter reports, in stream order.
 #[derive(Debug, Clone, PartialEq)]
 pub enum VadEvent {
-    SpeechStart { t_s: f64 },
-    SpeechEnd { t_s: f64 },
+    SpeechStart {
+        t_s: f64,
+    },
+    SpeechEnd {
+        t_s: f64,
+    },
+    /// Speech so far of an utterance still going on (`end_s` = now).
+    Partial(Utterance),
+    /// A finished utterance: the last word on it.
     Utterance(Utterance),
 }
 
@@ -74,6 +87,9 @@ enum State {
     /// `voiced_run` frames in a row have been voiced, not yet enough to start.
     Silence { voiced_run: usize },
     Speech {
+        id: u64,
+        /// Stream position of the last partial offered (or of the onset).
+        last_partial: u64,
         /// First sample of `audio` in stream samples.
         audio_start: u64,
         onset: u64,
@@ -96,6 +112,7 @@ pub struct Segmenter {
     position: u64,
     state: State,
     min_speech_frames: usize,
+    next_id: u64,
 }
 
 fn secs(samples: u64) -> f64 {
@@ -116,6 +133,7 @@ impl Segmenter {
             position: 0,
             state: State::Silence { voiced_run: 0 },
             min_speech_frames: (cfg.min_speech / FRAME_S).ceil().max(1.0) as usize,
+            next_id: 0,
         }
     }
 
@@ -179,7 +197,10 @@ impl Segmenter {
                     let audio_start = self.position - audio.len() as u64;
                     let frame_rms = audio.chunks(FRAME).map(rms).collect();
                     events.push(VadEvent::SpeechStart { t_s: secs(onset) });
+                    self.next_id += 1;
                     self.state = State::Speech {
+                        id: self.next_id - 1,
+                        last_partial: onset,
                         audio_start,
                         onset,
                         audio,
@@ -189,11 +210,13 @@ impl Segmenter {
                 }
             }
             State::Speech {
+                id,
+                last_partial,
                 audio,
                 frame_rms,
                 last_voiced_end,
                 onset,
-                ..
+                audio_start,
             } => {
                 audio.extend_from_slice(frame);
                 frame_rms.push(rms(frame));
@@ -204,6 +227,19 @@ impl Segmenter {
                     self.end_speech(events);
                 } else if secs(self.position - *onset) >= self.cfg.max_utterance {
                     self.cut_long(events);
+                } else if self.cfg.partial_interval > 0.0
+                    && secs(self.position - *last_partial) >= self.cfg.partial_interval
+                {
+                    *last_partial = self.position;
+                    // The audio up to now, trimmed of trailing silence beyond the post-roll.
+                    let keep =
+                        (*last_voiced_end + samples(self.cfg.post_roll) as u64).min(self.position) - *audio_start;
+                    events.push(VadEvent::Partial(Utterance {
+                        id: *id,
+                        start_s: secs(*onset),
+                        end_s: secs(*last_voiced_end),
+                        samples: audio[..keep as usize].to_vec(),
+                    }));
                 }
             }
         }
@@ -212,6 +248,7 @@ impl Segmenter {
     /// Closes the open utterance at its last voiced frame.
     fn end_speech(&mut self, events: &mut Vec<VadEvent>) {
         let State::Speech {
+            id,
             audio_start,
             onset,
             mut audio,
@@ -229,6 +266,7 @@ impl Segmenter {
         self.history.extend(tail);
         events.push(VadEvent::SpeechEnd { t_s: secs(end) });
         events.push(VadEvent::Utterance(Utterance {
+            id,
             start_s: secs(onset),
             end_s: secs(end),
             samples: audio,
@@ -239,6 +277,8 @@ impl Segmenter {
     /// speech continues from there as a new utterance.
     fn cut_long(&mut self, events: &mut Vec<VadEvent>) {
         let State::Speech {
+            id,
+            last_partial,
             audio_start,
             onset,
             audio,
@@ -252,17 +292,22 @@ impl Segmenter {
         let quietest = (half..frame_rms.len())
             .min_by(|&a, &b| frame_rms[a].total_cmp(&frame_rms[b]))
             .unwrap_or(frame_rms.len() - 1);
-        let cut = (quietest * FRAME).min(audio.len());
+        // Frames are aligned to the end of `audio` (the pre-roll need not be whole frames).
+        let cut = audio.len().saturating_sub((frame_rms.len() - quietest) * FRAME);
         let rest = audio.split_off(cut);
         let cut_at = *audio_start + cut as u64;
         events.push(VadEvent::Utterance(Utterance {
+            id: *id,
             start_s: secs(*onset),
             end_s: secs(cut_at),
             samples: std::mem::replace(audio, rest),
         }));
         frame_rms.drain(..quietest);
+        self.next_id += 1;
+        *id = self.next_id - 1;
         *audio_start = cut_at;
         *onset = cut_at;
+        *last_partial = cut_at;
         *last_voiced_end = (*last_voiced_end).max(cut_at);
     }
 }
@@ -284,4 +329,130 @@ pub fn utterances(samples: &[f32], cfg: VadConfig) -> Vec<Utterance> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::{read_wav, Channel};
+
+    fn fixture(name: &str) -> Vec<(Channel, Vec<f32>)> {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name);
+        read_wav(&path).unwrap().to_16k().unwrap().channels
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        utterances: Vec<RefUtterance>,
+    }
+    #[derive(serde::Deserialize)]
+    struct RefUtterance {
+        channel: String,
+        start_s: f64,
+        end_s: f64,
+    }
+
+    /// On a synthetic call whose timing is known exactly, every detected
+    /// utterance starts and ends within 300 ms of the reference.
+    #[test]
+    fn boundaries_match_the_reference_call() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/calls");
+        let reference: Reference =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("basic_call.ref.json")).unwrap()).unwrap();
+        for (channel, samples) in fixture("calls/basic_call.wav") {
+            let found = utterances(&samples, VadConfig::default());
+            let want: Vec<_> = reference
+                .utterances
+                .iter()
+                .filter(|u| u.channel == channel.name())
+                .collect();
+            assert_eq!(found.len(), want.len(), "{channel:?}: {found:?}");
+            for (f, w) in found.iter().zip(want) {
+                assert!(
+                    (f.start_s - w.start_s).abs() <= 0.3,
+                    "{channel:?} start {} vs {}",
+                    f.start_s,
+                    w.start_s
+                );
+                assert!(
+                    (f.end_s - w.end_s).abs() <= 0.3,
+                    "{channel:?} end {} vs {}",
+                    f.end_s,
+                    w.end_s
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn silence_and_noise_floor_are_not_speech() {
+        assert!(utterances(&vec![0.0; 16_000 * 3], VadConfig::default()).is_empty());
+        let hiss: Vec<f32> = (0..48_000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 16) as f32 / 65_536.0 - 0.5) * 0.002)
+            .collect();
+        assert!(utterances(&hiss, VadConfig::default()).is_empty());
+    }
+
+    /// Partials of an utterance share its id, grow, and all come before its final.
+    #[test]
+    fn partials_precede_their_final() {
+        let (_, samples) = &fixture("jfk.wav")[0];
+        let cfg = VadConfig {
+            partial_interval: 1.0,
+            ..VadConfig::default()
+        };
+        let mut seg = Segmenter::new(cfg);
+        let mut events = Vec::new();
+        for block in samples.chunks(320) {
+            seg.push(block, &mut events);
+        }
+        seg.finish(&mut events);
+        let mut open: Option<(u64, f64)> = None;
+        let mut partials = 0;
+        for e in &events {
+            match e {
+                VadEvent::Partial(u) => {
+                    if let Some((id, end)) = open {
+                        assert!(u.id == id && u.end_s >= end, "{id} {end} then {} {}", u.id, u.end_s);
+                    }
+                    open = Some((u.id, u.end_s));
+                    partials += 1;
+                }
+                VadEvent::Utterance(u) => {
+                    if let Some((id, _)) = open.take() {
+                        assert_eq!(id, u.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        assert!(partials >= 4, "{partials} partials");
+    }
+
+    #[test]
+    fn long_speech_is_cut_at_quiet_points() {
+        let (_, samples) = &fixture("jfk.wav")[0];
+        let cfg = VadConfig {
+            max_utterance: 2.0,
+            hangover: 5.0,
+            ..VadConfig::default()
+        };
+        let found = utterances(samples, cfg);
+        assert!(found.len() >= 4, "{found:?}");
+        assert!(found.iter().all(|u| u.end_s - u.start_s <= 2.0 + 1e-9));
+        assert!(found
+            .windows(2)
+            .all(|w| w[0].end_s <= w[1].start_s && w[0].id < w[1].id));
+    }
+
+    #[test]
+    fn end_of_stream_flushes_open_speech() {
+        let (_, samples) = &fixture("jfk.wav")[0];
+        // Stop mid-word, 1.5 s in.
+        let found = utterances(&samples[..24_000], VadConfig::default());
+        assert_eq!(found.len(), 1);
+        assert!(found[0].end_s > 1.2, "{:?}", found[0].end_s);
+    }
 }

@@ -8,6 +8,8 @@
 //! Setting `audio_ctx` to the utterance's length (plus a margin) shrinks the
 //! encoder's work in proportion; that is what makes VAD-cut call audio cheap.
 
+pub mod pool;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -89,7 +91,7 @@ pub struct Token {
 }
 
 /// Whisper's reading of one clip.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Hypothesis {
     pub text: String,
     pub tokens: Vec<Token>,

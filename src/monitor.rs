@@ -1,0 +1,204 @@
+//! `callwatch monitor` and `callwatch capture`: one call through the live
+//! pipeline, printed as it happens, then a summary.
+
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::audio::Channel;
+use crate::capture::AudioSource;
+use crate::events::Event;
+use crate::pipeline::{Call, CallConfig, CallReport};
+use crate::transcribe::pool::Pool;
+use crate::transcript::{round_ms, TranscriptLine};
+
+/// How the live conversation is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// JSON lines: transcript revisions, voice activity, then a summary.
+    Json,
+    /// A terminal: partials overwrite one status line, finals stay.
+    Terminal,
+    /// A pipe or file: finals only.
+    Plain,
+}
+
+impl Output {
+    pub fn for_stdout(json: bool) -> Self {
+        if json {
+            Self::Json
+        } else if std::io::stdout().is_terminal() {
+            Self::Terminal
+        } else {
+            Self::Plain
+        }
+    }
+}
+
+/// What `monitor` reports at the end of a call.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Summary {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    pub call_id: String,
+    pub audio_s: f64,
+    pub speech_s_agent: f64,
+    pub speech_s_customer: f64,
+    pub utterances: u64,
+    pub partials: u64,
+    pub partials_shed: u64,
+    pub overrun_samples: u64,
+    /// End of speech to final text, seconds; only for real-time sources.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p50_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_p95_s: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_max_s: Option<f64>,
+    #[serde(skip)]
+    pub latencies: Vec<f64>,
+}
+
+/// Collects per-call figures from the event stream.
+#[derive(Default)]
+pub struct Tally {
+    summary: Summary,
+    speaking_since: [Option<f64>; 3],
+}
+
+impl Tally {
+    pub fn observe(&mut self, event: &Event) {
+        match event {
+            Event::Voice {
+                channel, speaking, t_s, ..
+            } => {
+                let slot = &mut self.speaking_since[*channel as usize];
+                if *speaking {
+                    *slot = Some(*t_s);
+                } else if let Some(start) = slot.take() {
+                    match channel {
+                        Channel::Customer => self.summary.speech_s_customer += t_s - start,
+                        _ => self.summary.speech_s_agent += t_s - start,
+                    }
+                }
+            }
+            Event::Transcript(t) if t.is_final => {
+                self.summary.utterances += 1;
+                self.summary.latencies.push(t.ready_after_s - t.end_s);
+            }
+            Event::Transcript(_) => self.summary.partials += 1,
+        }
+    }
+
+    /// Closes the tally; `realtime` says whether wall time tracked call time,
+    /// without which latency means nothing.
+    pub fn finish(mut self, call_id: &str, report: &CallReport, shed: u64, realtime: bool) -> Summary {
+        let s = &mut self.summary;
+        s.kind = "summary";
+        s.call_id = call_id.to_owned();
+        s.audio_s = round_ms(report.audio_s);
+        s.speech_s_agent = round_ms(s.speech_s_agent);
+        s.speech_s_customer = round_ms(s.speech_s_customer);
+        s.partials_shed = shed;
+        s.overrun_samples = report.overrun_samples;
+        if realtime && !s.latencies.is_empty() {
+            s.latencies.sort_by(f64::total_cmp);
+            s.latency_p50_s = Some(round_ms(percentile(&s.latencies, 0.50)));
+            s.latency_p95_s = Some(round_ms(percentile(&s.latencies, 0.95)));
+            s.latency_max_s = s.latencies.last().copied().map(round_ms);
+        }
+        self.summary
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+pub fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs one call and prints it. `realtime`: the source delivers at the pace
+/// of a live call.
+pub fn run(
+    source: Box<dyn AudioSource>,
+    pool: Arc<Pool>,
+    call_id: &str,
+    output: Output,
+    realtime: bool,
+) -> Result<Summary> {
+    let shed_before = pool.stats().partials_shed.load(Ordering::Relaxed);
+    let call = Call::start(source, pool.clone(), CallConfig::new(call_id))?;
+    let mut tally = Tally::default();
+    let mut out = std::io::stdout().lock();
+    for event in call.events.iter() {
+        tally.observe(&event);
+        print_event(&mut out, &event, output)?;
+    }
+    let report = call.join()?;
+    let shed = pool.stats().partials_shed.load(Ordering::Relaxed) - shed_before;
+    let summary = tally.finish(call_id, &report, shed, realtime);
+    match output {
+        Output::Json => writeln!(out, "{}", serde_json::to_string(&summary)?)?,
+        Output::Terminal => {
+            write!(out, "\r\x1b[2K")?;
+            print_summary(&mut out, &summary)?
+        }
+        Output::Plain => print_summary(&mut out, &summary)?,
+    }
+    Ok(summary)
+}
+
+fn print_event(out: &mut impl Write, event: &Event, output: Output) -> std::io::Result<()> {
+    match (event, output) {
+        (Event::Transcript(t), Output::Json) => writeln!(out, "{}", TranscriptLine::from(t).to_json()),
+        (
+            Event::Voice {
+                channel, speaking, t_s, ..
+            },
+            Output::Json,
+        ) => writeln!(
+            out,
+            "{}",
+            serde_json::json!({"type": "voice", "channel": channel, "speaking": speaking, "t_s": round_ms(*t_s)})
+        ),
+        (Event::Transcript(t), Output::Terminal) if !t.is_final => {
+            // Erase the status line and show the newest partial on it, dimmed.
+            write!(out, "\r\x1b[2K\x1b[2m{}…\x1b[0m", TranscriptLine::from(t))?;
+            out.flush()
+        }
+        (Event::Transcript(t), Output::Terminal) => writeln!(out, "\r\x1b[2K{}", TranscriptLine::from(t)),
+        (Event::Transcript(t), Output::Plain) if t.is_final => writeln!(out, "{}", TranscriptLine::from(t)),
+        _ => Ok(()),
+    }
+}
+
+fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
+    writeln!(out)?;
+    writeln!(
+        out,
+        "audio {:.1} s · speech agent {:.1} s, customer {:.1} s · {} utterances · {} partials ({} shed) · {} samples overrun",
+        s.audio_s, s.speech_s_agent, s.speech_s_customer, s.utterances, s.partials, s.partials_shed, s.overrun_samples
+    )?;
+    match (s.latency_p50_s, s.latency_p95_s, s.latency_max_s) {
+        (Some(p50), Some(p95), Some(max)) => writeln!(
+            out,
+            "end of speech → final text: p50 {p50:.3} s · p95 {p95:.3} s · max {max:.3} s"
+        ),
+        _ => writeln!(out, "latency: not measured (audio was not delivered in real time)"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nearest_rank_percentiles() {
+        let v: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(percentile(&v, 0.5), 10.0);
+        assert_eq!(percentile(&v, 0.95), 19.0);
+        assert_eq!(percentile(&[3.0], 0.95), 3.0);
+    }
+}
