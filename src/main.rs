@@ -129,6 +129,24 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Concurrent real-time calls on one machine: final latency, CPU, memory.
+    Capacity {
+        /// The call replayed by every simulated agent.
+        #[arg(long, default_value = "tests/fixtures/calls/basic_call.wav")]
+        file: PathBuf,
+        /// Numbers of concurrent calls to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,12,16")]
+        calls: Vec<usize>,
+        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Transcriber threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// CPU threads per decode.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -219,6 +237,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Bench {
+            command:
+                BenchCommand::Capacity {
+                    file,
+                    calls,
+                    model,
+                    workers,
+                    threads,
+                },
+        } => bench::capacity(&bench::CapacityOptions {
+            file,
+            model: model.unwrap_or_else(model::default_model),
+            calls,
+            workers,
+            threads,
+        }),
         Command::Bench {
             command:
                 BenchCommand::Transcribe {
