@@ -1,5 +1,5 @@
 # callwatch — the two commands a newcomer needs:
-#   make demo   set up, then transcribe the bundled sample call
+#   make demo   set up, then follow the bundled sample call live
 #   make test   set up, then run the whole test suite
 # Set-up installs build packages (scripts/setup.sh), builds in release mode
 # and fetches + converts the Whisper model into models/ (cached).
@@ -24,7 +24,7 @@ model: build
 setup: model
 
 demo: setup
-	$(BIN) transcribe $(SAMPLE)
+	$(BIN) monitor $(SAMPLE)
 
 # Release mode: the tests run real Whisper inference, and whisper.cpp built in
 # debug mode is an order of magnitude slower. One test at a time: each
@@ -35,6 +35,7 @@ test: setup
 
 bench: setup
 	$(BIN) bench transcribe
+	$(BIN) bench capacity
 
 lint:
 	$(CARGO) fmt --all -- --check

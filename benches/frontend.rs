@@ -16,7 +16,10 @@ fn speechlike(rate: u32) -> Vec<f32> {
             let t = i as f32 / rate as f32;
             let f0 = 120.0 + 40.0 * (t * 3.0).sin();
             let env = (0.5 + 0.5 * (t * 2.0 * std::f32::consts::PI * 4.0).sin()).powi(2);
-            env * 0.3 * ((0..5).map(|h| ((h + 1) as f32 * f0 * t * std::f32::consts::TAU).sin() / (h + 1) as f32).sum::<f32>())
+            env * 0.3
+                * ((0..5)
+                    .map(|h| ((h + 1) as f32 * f0 * t * std::f32::consts::TAU).sin() / (h + 1) as f32)
+                    .sum::<f32>())
         })
         .collect()
 }

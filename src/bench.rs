@@ -18,11 +18,11 @@ use anyhow::{bail, ensure, Context, Result};
 use crate::audio::{self, SAMPLE_RATE};
 use crate::capture::replay::{Pace, Replay};
 use crate::events::Event;
+use crate::model::fetch;
 use crate::monitor::percentile;
 use crate::pipeline::{Call, CallConfig};
-use crate::transcribe::pool::{Pool, PoolConfig};
-use crate::model::fetch;
 use crate::text::word_error_rate;
+use crate::transcribe::pool::{Pool, PoolConfig};
 use crate::transcribe::Model;
 use crate::vad::{self, VadConfig};
 
@@ -83,8 +83,15 @@ pub fn transcribe(opts: &Options) -> Result<()> {
     println!("callwatch live pipeline --fast: {live_s:.3} s  (rings, resampling, VAD, pool; partials included)");
 
     let (peer_s, peer_text) = time_peer(opts, &paths, work.path())?;
-    println!("faster-whisper int8:            {peer_s:.3} s  (RTF {:.3})", peer_s / audio_s);
-    println!("ratio: ours / faster-whisper = {:.2}x time ({:.2}x throughput)", ours_s / peer_s, peer_s / ours_s);
+    println!(
+        "faster-whisper int8:            {peer_s:.3} s  (RTF {:.3})",
+        peer_s / audio_s
+    );
+    println!(
+        "ratio: ours / faster-whisper = {:.2}x time ({:.2}x throughput)",
+        ours_s / peer_s,
+        peer_s / ours_s
+    );
     println!(
         "ratio: live --fast / faster-whisper = {:.2}x time ({:.2}x throughput)",
         live_s / peer_s,
@@ -131,10 +138,18 @@ fn time_live_fast(opts: &Options) -> Result<f64> {
             ..PoolConfig::default()
         },
     )?);
-    let recordings = opts.files.iter().map(|f| audio::read_wav(f)).collect::<Result<Vec<_>, _>>()?;
+    let recordings = opts
+        .files
+        .iter()
+        .map(|f| audio::read_wav(f))
+        .collect::<Result<Vec<_>, _>>()?;
     let start = Instant::now();
     for (i, rec) in recordings.into_iter().enumerate() {
-        let call = Call::start(Box::new(Replay::new(rec, Pace::Fast)), pool.clone(), CallConfig::new(&format!("b{i}")))?;
+        let call = Call::start(
+            Box::new(Replay::new(rec, Pace::Fast)),
+            pool.clone(),
+            CallConfig::new(&format!("b{i}")),
+        )?;
         call.events.iter().for_each(drop);
         call.join()?;
     }
@@ -245,7 +260,10 @@ pub fn capacity(opts: &CapacityOptions) -> Result<()> {
         opts.threads,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    println!("{:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>6} {:>8}", "calls", "p50 s", "p95 s", "max s", "finals", "shed", "CPU %", "RSS MB");
+    println!(
+        "{:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>6} {:>8}",
+        "calls", "p50 s", "p95 s", "max s", "finals", "shed", "CPU %", "RSS MB"
+    );
     let mut best = None;
     for &k in &opts.calls {
         let pool = Arc::new(Pool::new(
@@ -264,7 +282,11 @@ pub fn capacity(opts: &CapacityOptions) -> Result<()> {
                 let (rec, pool) = (recording.clone(), pool.clone());
                 std::thread::spawn(move || -> Result<(Vec<f64>, usize)> {
                     std::thread::sleep(Duration::from_secs_f64(5.0 * i as f64 / k as f64));
-                    let call = Call::start(Box::new(Replay::new(rec, Pace::RealTime)), pool, CallConfig::new(&format!("c{i}")))?;
+                    let call = Call::start(
+                        Box::new(Replay::new(rec, Pace::RealTime)),
+                        pool,
+                        CallConfig::new(&format!("c{i}")),
+                    )?;
                     let mut latencies = Vec::new();
                     for event in call.events.iter() {
                         if let Event::Transcript(t) = event {
