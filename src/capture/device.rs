@@ -30,6 +30,35 @@ pub struct DeviceInfo {
     pub sample_rate: u32,
 }
 
+/// Routes alsa-lib's own stderr chatter ("cannot find card '0'", …) on this
+/// thread into a buffer that is logged at debug level when the guard drops,
+/// so a missing sound card shows as one clear error, not a screen of noise.
+struct QuietAlsa {
+    #[cfg(target_os = "linux")]
+    buffer: Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>,
+}
+
+impl QuietAlsa {
+    fn new() -> Self {
+        Self {
+            #[cfg(target_os = "linux")]
+            buffer: alsa::Output::local_error_handler().ok(),
+        }
+    }
+}
+
+impl Drop for QuietAlsa {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        if let Some(buffer) = &self.buffer {
+            let text = buffer.borrow().to_string();
+            if !text.trim().is_empty() {
+                tracing::debug!(target: "alsa", "{}", text.trim_end());
+            }
+        }
+    }
+}
+
 fn device_name(device: &cpal::Device) -> String {
     device
         .description()
@@ -40,6 +69,7 @@ fn device_name(device: &cpal::Device) -> String {
 
 /// Input devices of the default host, with their default input format.
 pub fn list_input_devices() -> Result<Vec<DeviceInfo>> {
+    let _quiet = QuietAlsa::new();
     let host = cpal::default_host();
     let default = host.default_input_device().map(|d| device_name(&d));
     let devices = host
@@ -76,6 +106,7 @@ impl DeviceSource {
     /// Opens the agent's device (default input when `None`) and the
     /// customer's (when `None`, the agent's device must be stereo).
     pub fn open(agent: Option<&str>, customer: Option<&str>) -> Result<Self> {
+        let _quiet = QuietAlsa::new();
         let host = cpal::default_host();
         let no_device = || {
             let seen = list_input_devices()
@@ -194,6 +225,7 @@ impl AudioSource for DeviceSource {
         let (ready_tx, ready_rx) = mpsc::channel::<Result<()>>();
         let inputs = self.inputs;
         let thread = std::thread::Builder::new().name("capture".into()).spawn(move || {
+            let _quiet = QuietAlsa::new();
             let mut writers = writers.into_iter().map(Some).collect::<Vec<_>>();
             let streams: Result<Vec<cpal::Stream>> = inputs
                 .iter()
