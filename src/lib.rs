@@ -8,6 +8,7 @@
 //!
 //! [`model`] makes the Whisper model the pipeline runs on. See ARCHITECTURE.md.
 
+pub mod alerts;
 pub mod audio;
 pub mod bench;
 pub mod buffer;
@@ -16,6 +17,7 @@ pub mod events;
 pub mod model;
 pub mod monitor;
 pub mod pipeline;
+pub mod rules;
 pub mod text;
 pub mod transcribe;
 pub mod transcript;
