@@ -38,6 +38,17 @@ pub enum Event {
         t_s: f64,
     },
     Transcript(Transcript),
+    /// Clock of the call, sent every 100 ms of audio so time-based rules
+    /// fire while nobody speaks. `t_s`: every channel's audio has been
+    /// analysed up to here (voice activity is known, less the hangover).
+    /// `words_s`: every utterance that started before it has its final
+    /// transcript delivered (trails `t_s` while someone speaks or a final
+    /// is being decoded).
+    Tick {
+        call_id: Arc<str>,
+        t_s: f64,
+        words_s: f64,
+    },
 }
 
 /// Events a call's receiver can hold before the pipeline must wait for it.
@@ -46,7 +57,7 @@ pub const EVENT_QUEUE: usize = 256;
 /// The sending side of one call's event stream, shared by its front end and
 /// the transcriber pool.
 ///
-/// Full-queue policy: voice events and finals wait for room (they are never
+/// Full-queue policy: voice events, ticks and finals wait for room (they are never
 /// lost; a consumer that stops reading stalls this call, not others); a
 /// partial is dropped and counted, since a newer revision or the final will
 /// follow. A partial that arrives after its utterance's final is stale and is
@@ -56,6 +67,8 @@ pub struct CallSink {
     pub started: Instant,
     tx: SyncSender<Event>,
     finalized: Mutex<HashSet<(Channel, u64)>>,
+    /// Finals submitted for decoding and not yet sent: (channel, utterance, start).
+    inflight: Mutex<Vec<(Channel, u64, f64)>>,
     pub partials_dropped: AtomicU64,
 }
 
@@ -67,6 +80,7 @@ impl CallSink {
             started,
             tx,
             finalized: Mutex::new(HashSet::new()),
+            inflight: Mutex::new(Vec::new()),
             partials_dropped: AtomicU64::new(0),
         });
         (sink, rx)
@@ -75,15 +89,39 @@ impl CallSink {
     /// Sends an event that must arrive, waiting for room. A receiver that is
     /// gone (the consumer quit) is not an error for the pipeline.
     pub fn send(&self, event: Event) {
+        let _ = self.tx.send(event.clone());
         if let Event::Transcript(t) = &event {
             if t.is_final {
                 self.finalized
                     .lock()
                     .expect("poisoned")
                     .insert((t.channel, t.utterance_id));
+                // Only after the send: a tick must not pass an utterance whose
+                // final is not yet in the channel.
+                self.inflight
+                    .lock()
+                    .expect("poisoned")
+                    .retain(|(c, id, _)| !(*c == t.channel && *id == t.utterance_id));
             }
         }
-        let _ = self.tx.send(event);
+    }
+
+    /// Registers a final handed to the pool, holding `words_s` back until it is sent.
+    pub fn begin_final(&self, channel: Channel, utterance_id: u64, start_s: f64) {
+        self.inflight
+            .lock()
+            .expect("poisoned")
+            .push((channel, utterance_id, start_s));
+    }
+
+    /// Start of the oldest final still being decoded.
+    pub fn oldest_inflight(&self) -> Option<f64> {
+        self.inflight
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|f| f.2)
+            .min_by(f64::total_cmp)
     }
 
     /// Sends a partial if it is still current and there is room.

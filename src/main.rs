@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use callwatch::capture::device::{self, DeviceSource};
 use callwatch::capture::replay::{Pace, Replay};
-use callwatch::monitor::{self, Output};
+use callwatch::monitor::{self, Output, RuleSetup};
+use callwatch::rules::{config::Rulebook, sidecar};
 use callwatch::transcribe::pool::{Pool, PoolConfig};
 use callwatch::{audio, bench, model, transcribe, transcript, vad};
 
@@ -52,8 +53,16 @@ enum Command {
         /// Deliver the audio at the pace of a live call (the default).
         #[arg(long)]
         realtime: bool,
+        /// Call-control events for the recording: JSON lines like {"t_s":12.5,"event":"hold"}.
+        #[arg(long)]
+        events: Option<PathBuf>,
         #[command(flatten)]
         live: LiveArgs,
+    },
+    /// Check rule files and try them on recorded calls.
+    Rules {
+        #[command(subcommand)]
+        command: RulesCommand,
     },
     /// Follow a live call from sound devices (agent and customer).
     Capture {
@@ -91,9 +100,27 @@ struct LiveArgs {
     /// CPU threads per decode.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// Rulebook to check the call against.
+    #[arg(long, default_value = DEFAULT_RULES)]
+    rules: PathBuf,
+    /// Transcribe only: run no rules.
+    #[arg(long, conflicts_with = "rules")]
+    no_rules: bool,
 }
 
+const DEFAULT_RULES: &str = "rules/default.toml";
+
 impl LiveArgs {
+    fn rule_setup(&self, events: Option<&std::path::Path>) -> Result<Option<RuleSetup>> {
+        if self.no_rules {
+            return Ok(None);
+        }
+        Ok(Some(RuleSetup {
+            rules: Arc::new(Rulebook::load(&self.rules)?),
+            controls: events.map(sidecar::load).transpose()?.unwrap_or_default(),
+        }))
+    }
+
     fn pool(&self) -> Result<Arc<Pool>> {
         let model = transcribe::Model::load(&self.model.clone().unwrap_or_else(model::default_model))?;
         let defaults = PoolConfig::default();
@@ -108,6 +135,25 @@ impl LiveArgs {
             },
         )?))
     }
+}
+
+#[derive(Subcommand)]
+enum RulesCommand {
+    /// Validate a rule file; errors name file, line and field.
+    Check { rules: PathBuf },
+    /// Run a rulebook over recorded calls and print what would have fired.
+    /// CALL.events.jsonl beside a CALL.wav is used for its call control.
+    Test {
+        rules: PathBuf,
+        #[arg(required = true)]
+        calls: Vec<PathBuf>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+        /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -209,21 +255,80 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Monitor { file, fast, live, .. } => {
+        Command::Monitor {
+            file,
+            fast,
+            events,
+            live,
+            ..
+        } => {
             let recording = audio::read_wav(&file)?;
+            let rules = live.rule_setup(events.as_deref())?;
             let pool = live.pool()?;
             let pace = if fast { Pace::Fast } else { Pace::RealTime };
-            let call_id = file
-                .file_stem()
-                .map_or("call".into(), |s| s.to_string_lossy().into_owned());
             let source = Box::new(Replay::new(recording, pace));
-            monitor::run(source, pool, &call_id, Output::for_stdout(live.json), !fast)?;
+            monitor::run(
+                source,
+                pool,
+                &call_id_of(&file),
+                Output::for_stdout(live.json),
+                !fast,
+                rules,
+            )?;
+            Ok(())
+        }
+        Command::Rules {
+            command: RulesCommand::Check { rules },
+        } => {
+            let book = Rulebook::load(&rules)?;
+            println!("{}: {} rules, all valid", rules.display(), book.rules.len());
+            Ok(())
+        }
+        Command::Rules {
+            command:
+                RulesCommand::Test {
+                    rules,
+                    calls,
+                    json,
+                    model,
+                },
+        } => {
+            let book = Arc::new(Rulebook::load(&rules)?);
+            let live = LiveArgs {
+                model,
+                json,
+                workers: None,
+                threads: 1,
+                rules,
+                no_rules: false,
+            };
+            let pool = live.pool()?;
+            for file in calls {
+                let recording = audio::read_wav(&file)?;
+                let sidecar_path = file.with_extension("events.jsonl");
+                let controls = if sidecar_path.exists() {
+                    sidecar::load(&sidecar_path)?
+                } else {
+                    Vec::new()
+                };
+                if !json {
+                    println!("== {}", file.display());
+                }
+                let setup = RuleSetup {
+                    rules: book.clone(),
+                    controls,
+                };
+                let output = if json { Output::Json } else { Output::Plain };
+                let source = Box::new(Replay::new(recording, Pace::Fast));
+                monitor::run(source, pool.clone(), &call_id_of(&file), output, false, Some(setup))?;
+            }
             Ok(())
         }
         Command::Capture { agent, customer, live } => {
+            let rules = live.rule_setup(None)?;
             let source = Box::new(DeviceSource::open(agent.as_deref(), customer.as_deref())?);
             let pool = live.pool()?;
-            monitor::run(source, pool, "live", Output::for_stdout(live.json), true)?;
+            monitor::run(source, pool, "live", Output::for_stdout(live.json), true, rules)?;
             Ok(())
         }
         Command::Devices => {
@@ -274,6 +379,12 @@ fn run(cli: Cli) -> Result<()> {
             runs,
         }),
     }
+}
+
+/// A call's id from its file name.
+fn call_id_of(file: &std::path::Path) -> String {
+    file.file_stem()
+        .map_or("call".into(), |s| s.to_string_lossy().into_owned())
 }
 
 /// Loads the model with whisper.cpp (the real check) and prints its header.

@@ -7,10 +7,13 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
+use crate::alerts::RuleOutput;
 use crate::audio::Channel;
 use crate::capture::AudioSource;
 use crate::events::Event;
 use crate::pipeline::{Call, CallConfig, CallReport};
+use crate::rules::config::Rulebook;
+use crate::rules::{CallRules, Control, Scorecard};
 use crate::transcribe::pool::Pool;
 use crate::transcript::{round_ms, TranscriptLine};
 
@@ -50,6 +53,8 @@ pub struct Summary {
     pub partials: u64,
     pub partials_shed: u64,
     pub overrun_samples: u64,
+    /// Alerts raised and not retracted.
+    pub alerts: u64,
     /// End of speech to final text, seconds; only for real-time sources.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_p50_s: Option<f64>,
@@ -89,6 +94,14 @@ impl Tally {
                 self.summary.latencies.push(t.ready_after_s - t.end_s);
             }
             Event::Transcript(_) => self.summary.partials += 1,
+            Event::Tick { .. } => {}
+        }
+    }
+
+    fn observe_rule(&mut self, output: &RuleOutput) {
+        match output {
+            RuleOutput::Alert(_) => self.summary.alerts += 1,
+            RuleOutput::Retract { .. } => self.summary.alerts -= 1,
         }
     }
 
@@ -119,35 +132,72 @@ pub fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[rank - 1]
 }
 
+/// A rulebook to run over the call, with its call-control events.
+pub struct RuleSetup {
+    pub rules: Arc<Rulebook>,
+    pub controls: Vec<Control>,
+}
+
 /// Runs one call and prints it. `realtime`: the source delivers at the pace
-/// of a live call.
+/// of a live call. With `rules`, alerts are printed as they fire and the
+/// scorecard at the end.
 pub fn run(
     source: Box<dyn AudioSource>,
     pool: Arc<Pool>,
     call_id: &str,
     output: Output,
     realtime: bool,
-) -> Result<Summary> {
+    rules: Option<RuleSetup>,
+) -> Result<(Summary, Option<Scorecard>)> {
     let shed_before = pool.stats().partials_shed.load(Ordering::Relaxed);
-    let call = Call::start(source, pool.clone(), CallConfig::new(call_id))?;
+    let config = CallConfig::new(call_id);
+    let mut engine = rules.map(|r| CallRules::new(r.rules, call_id, config.vad.hangover, r.controls));
+    let call = Call::start(source, pool.clone(), config)?;
     let mut tally = Tally::default();
     let mut out = std::io::stdout().lock();
     for event in call.events.iter() {
         tally.observe(&event);
         print_event(&mut out, &event, output)?;
+        for o in engine.as_mut().map(|e| e.feed(&event)).unwrap_or_default() {
+            tally.observe_rule(&o);
+            print_rule_output(&mut out, &o, output)?;
+        }
     }
     let report = call.join()?;
+    for o in engine.as_mut().map(|e| e.finish(report.audio_s)).unwrap_or_default() {
+        tally.observe_rule(&o);
+        print_rule_output(&mut out, &o, output)?;
+    }
     let shed = pool.stats().partials_shed.load(Ordering::Relaxed) - shed_before;
     let summary = tally.finish(call_id, &report, shed, realtime);
+    let scorecard = engine.map(|e| e.scorecard().clone());
     match output {
-        Output::Json => writeln!(out, "{}", serde_json::to_string(&summary)?)?,
-        Output::Terminal => {
-            write!(out, "\r\x1b[2K")?;
+        Output::Json => {
+            if let Some(card) = &scorecard {
+                writeln!(out, "{}", card.to_json())?;
+            }
+            writeln!(out, "{}", serde_json::to_string(&summary)?)?
+        }
+        Output::Terminal | Output::Plain => {
+            if output == Output::Terminal {
+                write!(out, "\r\x1b[2K")?;
+            }
+            if let Some(card) = &scorecard {
+                writeln!(out, "\n{card}")?;
+            }
             print_summary(&mut out, &summary)?
         }
-        Output::Plain => print_summary(&mut out, &summary)?,
     }
-    Ok(summary)
+    Ok((summary, scorecard))
+}
+
+fn print_rule_output(out: &mut impl Write, o: &RuleOutput, output: Output) -> std::io::Result<()> {
+    match (o, output) {
+        (_, Output::Json) => writeln!(out, "{}", o.to_json()),
+        (RuleOutput::Alert(a), Output::Terminal) => writeln!(out, "\r\x1b[2K\x1b[1;33m{a}\x1b[0m"),
+        (RuleOutput::Alert(a), Output::Plain) => writeln!(out, "{a}"),
+        (RuleOutput::Retract { id, .. }, _) => writeln!(out, "[alert {id} retracted: a later transcript disagreed]"),
+    }
 }
 
 fn print_event(out: &mut impl Write, event: &Event, output: Output) -> std::io::Result<()> {
@@ -178,8 +228,8 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
     writeln!(out)?;
     writeln!(
         out,
-        "audio {:.1} s · speech agent {:.1} s, customer {:.1} s · {} utterances · {} partials ({} shed) · {} samples overrun",
-        s.audio_s, s.speech_s_agent, s.speech_s_customer, s.utterances, s.partials, s.partials_shed, s.overrun_samples
+        "audio {:.1} s · speech agent {:.1} s, customer {:.1} s · {} utterances · {} partials ({} shed) · {} samples overrun · {} alerts",
+        s.audio_s, s.speech_s_agent, s.speech_s_customer, s.utterances, s.partials, s.partials_shed, s.overrun_samples, s.alerts
     )?;
     match (s.latency_p50_s, s.latency_p95_s, s.latency_max_s) {
         (Some(p50), Some(p95), Some(max)) => writeln!(

@@ -156,10 +156,14 @@ impl ChannelFront {
     }
 }
 
+/// Call time between ticks.
+const TICK_S: f64 = 0.1;
+
 fn front_end(mut channels: Vec<ChannelFront>, sink: &Arc<CallSink>, pool: &Pool, rate: u32) -> CallReport {
     let span = tracing::info_span!("call", id = %sink.call_id);
     let _guard = span.enter();
     tracing::info!(channels = channels.len(), rate, "call started");
+    let mut ticked = 0.0;
     while channels.iter().any(|c| !c.done) {
         let mut any = false;
         for ch in channels.iter_mut().filter(|c| !c.done) {
@@ -167,6 +171,23 @@ fn front_end(mut channels: Vec<ChannelFront>, sink: &Arc<CallSink>, pool: &Pool,
             for event in ch.vad_events.drain(..) {
                 dispatch(event, ch.role, &mut ch.revision, sink, pool);
             }
+        }
+        let analysed = channels
+            .iter()
+            .map(|c| c.segmenter.position_s())
+            .fold(f64::INFINITY, f64::min);
+        if analysed >= ticked + TICK_S {
+            ticked = analysed;
+            let words_s = channels
+                .iter()
+                .filter_map(|c| c.segmenter.open_onset_s())
+                .chain(sink.oldest_inflight())
+                .fold(analysed, f64::min);
+            sink.send(Event::Tick {
+                call_id: sink.call_id.clone(),
+                t_s: analysed,
+                words_s,
+            });
         }
         if !any {
             // Audio arrives in 10–20 ms packets; polling at 5 ms adds little latency.
@@ -204,6 +225,7 @@ fn dispatch(event: VadEvent, channel: Channel, revision: &mut u32, sink: &Arc<Ca
             *revision += 1;
         }
         VadEvent::Utterance(u) => {
+            sink.begin_final(channel, u.id, u.start_s);
             pool.submit(job(u, *revision, true));
             *revision = 0;
         }

@@ -142,9 +142,12 @@ impl Segmenter {
         secs(self.position)
     }
 
-    /// Whether the channel is currently in speech.
-    pub fn in_speech(&self) -> bool {
-        matches!(self.state, State::Speech { .. })
+    /// Onset of the utterance in progress, if any.
+    pub fn open_onset_s(&self) -> Option<f64> {
+        match &self.state {
+            State::Speech { onset, .. } => Some(secs(*onset)),
+            State::Silence { .. } => None,
+        }
     }
 
     /// Feeds 16 kHz samples; returns the events they complete.

@@ -228,12 +228,22 @@ fn need<T: Clone>(value: &Option<T>, field: &str, kind: &str) -> Result<T, Strin
         .ok_or_else(|| format!("kind {kind} needs field `{field}`"))
 }
 
+/// Phrases someone is expected to say: tolerant of one recognition slip.
 fn phrases(list: &[String], field: &str) -> Result<Vec<Phrase>, String> {
+    compile(list, field, true)
+}
+
+/// Phrases that raise alarms or conditions: exact words only.
+fn exact_phrases(list: &[String], field: &str) -> Result<Vec<Phrase>, String> {
+    compile(list, field, false)
+}
+
+fn compile(list: &[String], field: &str, lenient: bool) -> Result<Vec<Phrase>, String> {
     if list.is_empty() {
         return Err(format!("field `{field}` is empty"));
     }
     list.iter()
-        .map(|p| Phrase::new(p).ok_or_else(|| format!("field `{field}`: phrase {p:?} has no words to match")))
+        .map(|p| Phrase::new(p, lenient).ok_or_else(|| format!("field `{field}`: phrase {p:?} has no words to match")))
         .collect()
 }
 
@@ -276,12 +286,12 @@ fn build_kind(r: &RawRule) -> Result<Kind, String> {
                 party: need(&r.party, "party", k)?,
                 groups: groups.iter().map(|g| phrases(g, "groups")).collect::<Result<_, _>>()?,
                 window,
-                when: r.when.as_deref().map_or(Ok(Vec::new()), |w| phrases(w, "when"))?,
+                when: r.when.as_deref().map_or(Ok(Vec::new()), |w| exact_phrases(w, "when"))?,
             }
         }
         "forbidden_phrase" => Kind::ForbiddenPhrase {
             party: need(&r.party, "party", k)?,
-            phrases: phrases(&need(&r.phrases, "phrases", k)?, "phrases")?,
+            phrases: exact_phrases(&need(&r.phrases, "phrases", k)?, "phrases")?,
             on_partials: r.on_partials.unwrap_or(false),
         },
         "sequence" => Kind::Sequence {

@@ -1,9 +1,11 @@
 //! Phrase matching that survives speech recognition.
 //!
 //! Text and phrases are normalised the same way (case, punctuation,
-//! contractions, numbers written as digits), then a phrase matches a stretch
-//! of words with up to one word-level edit when it is three words or longer
-//! ("may i play you on a brief hold" still asks for a hold). Whisper censors
+//! contractions, numbers written as digits). A phrase the agent is expected
+//! to say matches a stretch of words with up to one word-level edit when it is
+//! four words or longer ("may i play you on a brief hold" still asks for a
+//! hold); a forbidden phrase must match exactly, since one substituted word
+//! turns "i will call you" into a threat. Whisper censors
 //! swear words ("f***"): a censored word matches a phrase word of three or
 //! more letters with the same first letter.
 
@@ -138,13 +140,14 @@ pub struct Phrase {
 }
 
 impl Phrase {
-    /// `None` if the phrase has no words after normalisation.
-    pub fn new(text: &str) -> Option<Self> {
+    /// `None` if the phrase has no words after normalisation. `lenient`
+    /// phrases tolerate one recognition slip when four words or longer.
+    pub fn new(text: &str, lenient: bool) -> Option<Self> {
         let words = normalise(text);
         if words.is_empty() || words.iter().any(|w| w.contains('*')) {
             return None;
         }
-        let tolerance = usize::from(words.len() >= 3);
+        let tolerance = usize::from(lenient && words.len() >= 4);
         Some(Self {
             text: text.to_owned(),
             words,
@@ -199,7 +202,7 @@ mod tests {
     use super::*;
 
     fn found(phrase: &str, text: &str) -> Option<String> {
-        Phrase::new(phrase).unwrap().find(&normalise(text))
+        Phrase::new(phrase, true).unwrap().find(&normalise(text))
     }
 
     #[test]
@@ -233,6 +236,9 @@ mod tests {
         );
         assert!(found("brief hold", "a brief fold").is_none());
         assert!(found("thank you for holding", "thank you").is_none());
+        let strict = Phrase::new("i will kill you", false).unwrap();
+        assert!(strict.find(&normalise("I will call you back")).is_none());
+        assert!(strict.find(&normalise("I will kill you")).is_some());
     }
 
     #[test]

@@ -15,6 +15,7 @@
 pub mod config;
 pub mod matcher;
 pub mod scorecard;
+pub mod sidecar;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -26,9 +27,10 @@ use config::{ControlKind, Kind, Rule, Rulebook, Speaker, State, Trigger, Window}
 use matcher::{normalise, Phrase};
 pub use scorecard::{Scorecard, Status};
 
-/// How long after a moment its words are surely transcribed: hangover
-/// (0.5 s) + decoding under load (≤ 0.5 s) + margin.
-pub const SETTLE_S: f64 = 1.5;
+/// Margin past a moment before its words are judged, on the words clock
+/// (which already waits for every final of utterances begun before it): a
+/// phrase may start a little after the event it belongs to.
+pub const SETTLE_S: f64 = 0.5;
 
 /// A call-control event.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,9 +51,11 @@ pub enum CallEvent<'a> {
     },
     Transcript(&'a Transcript),
     Control(&'a Control),
-    /// The call's audio has reached `t_s` on every channel.
+    /// Voice activity is known up to `t_s` (less the hangover); every
+    /// utterance begun before `words_s` has its final transcript delivered.
     Tick {
         t_s: f64,
+        words_s: f64,
     },
 }
 
@@ -83,7 +87,10 @@ impl Track {
 /// What the engine knows about the call besides the rules' own state.
 #[derive(Debug, Default)]
 struct CallState {
+    /// Voice clock.
     now: f64,
+    /// Words clock.
+    words_now: f64,
     agent: Track,
     customer: Track,
     hold_since: Option<f64>,
@@ -206,7 +213,10 @@ impl Engine {
                     _ => {}
                 }
             }
-            CallEvent::Tick { t_s } => self.call.now = self.call.now.max(t_s),
+            CallEvent::Tick { t_s, words_s } => {
+                self.call.now = self.call.now.max(t_s);
+                self.call.words_now = self.call.words_now.max(words_s.min(t_s));
+            }
             CallEvent::Transcript(_) => {}
         }
         let mut out = Vec::new();
@@ -234,8 +244,10 @@ impl Engine {
             return Vec::new();
         }
         // Everything said has been delivered by now: judge all that is pending.
+        let late = t_s + SETTLE_S + self.voice_settle_s;
         let mut out = self.process(CallEvent::Tick {
-            t_s: t_s + SETTLE_S + self.voice_settle_s,
+            t_s: late,
+            words_s: late,
         });
         self.call.ended = true;
         let rules = self.rules.clone();
@@ -280,6 +292,8 @@ impl Engine {
     }
 
     fn update(&mut self, rule: &Rule, i: usize, state: &mut RuleState, event: &CallEvent, out: &mut Vec<RuleOutput>) {
+        // Rules about words judge on the words clock, acoustic rules on the voice clock.
+        let words_now = self.call.words_now;
         let now = self.call.now;
         let known = now - self.voice_settle_s;
         // Words of a final (or of a partial for the rules that take them).
@@ -330,7 +344,7 @@ impl Engine {
                     }
                 }
                 if let Window::Start(w) = window {
-                    if now >= w + SETTLE_S && self.scorecard.status(i) == Status::Pending {
+                    if words_now >= w + SETTLE_S && self.scorecard.status(i) == Status::Pending {
                         let missing = missing_groups(groups, matched);
                         self.fail(
                             rule,
@@ -431,8 +445,8 @@ impl Engine {
                         }
                     }
                 }
-                let due: Vec<(f64, f64)> = pending.iter().copied().filter(|(_, at)| now >= *at).collect();
-                pending.retain(|(_, at)| now < *at);
+                let due: Vec<(f64, f64)> = pending.iter().copied().filter(|(_, at)| words_now >= *at).collect();
+                pending.retain(|(_, at)| words_now < *at);
                 let last_first = last_first.clone();
                 for (t, _) in due {
                     let party = trigger_party(then).or(trigger_party(first)).unwrap_or(Party::Agent);
@@ -493,7 +507,7 @@ impl Engine {
                     }
                 }
                 if let Some(l) = *last {
-                    if now >= l + every_s + SETTLE_S {
+                    if words_now >= l + every_s + SETTLE_S {
                         *last = Some(l + every_s);
                         self.fail(
                             rule,
@@ -730,3 +744,64 @@ fn round_ms(t: f64) -> f64 {
 
 #[cfg(test)]
 mod tests;
+
+/// Runs a rulebook over one call's pipeline events, injecting call-control
+/// events (from a softphone or a sidecar file) when the call's clock
+/// reaches them.
+pub struct CallRules {
+    engine: Engine,
+    controls: std::collections::VecDeque<Control>,
+}
+
+impl CallRules {
+    pub fn new(rules: Arc<Rulebook>, call_id: &str, voice_settle_s: f64, mut controls: Vec<Control>) -> Self {
+        controls.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
+        Self {
+            engine: Engine::new(rules, call_id, voice_settle_s),
+            controls: controls.into(),
+        }
+    }
+
+    pub fn feed(&mut self, event: &crate::events::Event) -> Vec<RuleOutput> {
+        use crate::events::Event;
+        match event {
+            Event::Voice {
+                channel, speaking, t_s, ..
+            } => self.engine.process(CallEvent::Voice {
+                channel: *channel,
+                speaking: *speaking,
+                t_s: *t_s,
+            }),
+            Event::Transcript(t) => self.engine.process(CallEvent::Transcript(t)),
+            Event::Tick { t_s, words_s, .. } => {
+                let mut out = self.controls_until(*t_s);
+                out.extend(self.engine.process(CallEvent::Tick {
+                    t_s: *t_s,
+                    words_s: *words_s,
+                }));
+                out
+            }
+        }
+    }
+
+    /// The call is over at `end_s`: remaining control events apply, then
+    /// the rules decide.
+    pub fn finish(&mut self, end_s: f64) -> Vec<RuleOutput> {
+        let mut out = self.controls_until(f64::INFINITY);
+        out.extend(self.engine.finish(end_s));
+        out
+    }
+
+    pub fn scorecard(&self) -> &Scorecard {
+        self.engine.scorecard()
+    }
+
+    fn controls_until(&mut self, t_s: f64) -> Vec<RuleOutput> {
+        let mut out = Vec::new();
+        while self.controls.front().is_some_and(|c| c.t_s <= t_s) {
+            let c = self.controls.pop_front().expect("checked");
+            out.extend(self.engine.process(CallEvent::Control(&c)));
+        }
+        out
+    }
+}

@@ -30,7 +30,8 @@ impl Run {
     }
 
     fn tick(&mut self, t_s: f64) -> &mut Self {
-        self.out.extend(self.engine.process(CallEvent::Tick { t_s }));
+        self.out
+            .extend(self.engine.process(CallEvent::Tick { t_s, words_s: t_s }));
         self
     }
 
@@ -109,9 +110,9 @@ fn required_phrase_passes_when_every_group_is_heard_in_time() {
 fn required_phrase_fires_on_the_clock_without_new_speech() {
     let mut run = Run::new(GREETING);
     run.say(Channel::Agent, 0.5, 3.0, "Hello, thank you for calling.", true);
-    run.tick(16.0);
+    run.tick(15.4);
     assert!(run.alerts().is_empty(), "judged before the words could settle");
-    run.tick(16.6);
+    run.tick(15.6);
     let alerts = run.alerts();
     assert_eq!(alerts.len(), 1);
     assert!(alerts[0].evidence.contains("my name is"), "{}", alerts[0].evidence);
@@ -209,9 +210,9 @@ fn thanks_after_hold_within_the_window() {
     let mut late = Run::new(THANKS);
     late.control(5.0, ControlKind::Hold)
         .control(30.0, ControlKind::Unhold)
-        .tick(41.4);
+        .tick(40.4);
     assert!(late.alerts().is_empty());
-    late.tick(41.6);
+    late.tick(40.6);
     assert_eq!(late.alerts().len(), 1);
     assert_eq!((late.alerts()[0].start_s, late.alerts()[0].end_s), (30.0, 40.0));
 }
@@ -222,9 +223,9 @@ fn periodic_check_in_during_hold() {
     let mut run = Run::new(rule);
     run.control(10.0, ControlKind::Hold);
     run.say(Channel::Agent, 60.0, 62.0, "I am still checking for you.", true);
-    run.tick(121.0);
+    run.tick(120.4);
     assert!(run.alerts().is_empty(), "check-in at 60 s resets the period");
-    run.tick(121.6);
+    run.tick(120.6);
     assert_eq!(run.alerts().len(), 1);
     run.control(150.0, ControlKind::Unhold).tick(300.0);
     assert_eq!(run.alerts().len(), 1, "no alerts once off hold");
