@@ -43,11 +43,13 @@ pub enum Event {
     /// analysed up to here (voice activity is known, less the hangover).
     /// `words_s`: every utterance that started before it has its final
     /// transcript delivered (trails `t_s` while someone speaks or a final
-    /// is being decoded).
+    /// is being decoded). `voiced_until`: per channel, the end of its last
+    /// voiced frame of speech (known without waiting for the hangover).
     Tick {
         call_id: Arc<str>,
         t_s: f64,
         words_s: f64,
+        voiced_until: Vec<(Channel, f64)>,
     },
 }
 

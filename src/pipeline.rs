@@ -187,6 +187,10 @@ fn front_end(mut channels: Vec<ChannelFront>, sink: &Arc<CallSink>, pool: &Pool,
                 call_id: sink.call_id.clone(),
                 t_s: analysed,
                 words_s,
+                voiced_until: channels
+                    .iter()
+                    .map(|c| (c.role, c.segmenter.voiced_until_s()))
+                    .collect(),
             });
         }
         if !any {

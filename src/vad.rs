@@ -113,6 +113,8 @@ pub struct Segmenter {
     state: State,
     min_speech_frames: usize,
     next_id: u64,
+    /// Stream position just after the last frame voiced within speech.
+    voiced_until: u64,
 }
 
 fn secs(samples: u64) -> f64 {
@@ -134,12 +136,19 @@ impl Segmenter {
             state: State::Silence { voiced_run: 0 },
             min_speech_frames: (cfg.min_speech / FRAME_S).ceil().max(1.0) as usize,
             next_id: 0,
+            voiced_until: 0,
         }
     }
 
     /// Seconds of audio consumed so far.
     pub fn position_s(&self) -> f64 {
         secs(self.position)
+    }
+
+    /// End of the last voiced frame of speech: unlike a speech-end event,
+    /// known without waiting for the hangover.
+    pub fn voiced_until_s(&self) -> f64 {
+        secs(self.voiced_until)
     }
 
     /// Onset of the utterance in progress, if any.
@@ -245,6 +254,9 @@ impl Segmenter {
                     }));
                 }
             }
+        }
+        if voiced && matches!(self.state, State::Speech { .. }) {
+            self.voiced_until = self.position;
         }
     }
 

@@ -56,6 +56,10 @@ pub enum CallEvent<'a> {
     Tick {
         t_s: f64,
         words_s: f64,
+        /// Per party (agent, customer), the end of its last voiced frame,
+        /// when the source knows it: acoustic rules then need not wait for
+        /// the hangover that confirms an end of speech.
+        voiced_until: Option<[f64; 2]>,
     },
 }
 
@@ -96,6 +100,10 @@ struct CallState {
     hold_since: Option<f64>,
     last_unhold: f64,
     ended: bool,
+    /// Reported end of each party's last voiced frame (agent, customer).
+    voiced: Option<[f64; 2]>,
+    /// How long a reported end of speech lags the audio (the hangover).
+    voice_settle_s: f64,
 }
 
 impl CallState {
@@ -103,6 +111,25 @@ impl CallState {
         match s {
             Speaker::Agent => &self.agent,
             Speaker::Customer => &self.customer,
+        }
+    }
+
+    /// Up to when voice activity is known: the clock itself when the source
+    /// reports voiced frames, else the clock less the hangover.
+    fn voice_known(&self) -> f64 {
+        if self.voiced.is_some() {
+            self.now
+        } else {
+            self.now - self.voice_settle_s
+        }
+    }
+
+    /// The end of a party's speech so far, as far as it is known.
+    fn voiced_until(&self, s: Speaker) -> f64 {
+        match self.voiced {
+            Some(v) => v[s as usize],
+            None if self.track(s).speaking() => self.voice_known(),
+            None => self.track(s).last_end(),
         }
     }
 }
@@ -178,7 +205,10 @@ impl Engine {
             call_id: call_id.into(),
             rules,
             states,
-            call: CallState::default(),
+            call: CallState {
+                voice_settle_s: voice_settle_s + 0.05,
+                ..CallState::default()
+            },
             scorecard,
             next_alert: 0,
             voice_settle_s: voice_settle_s + 0.05,
@@ -213,9 +243,16 @@ impl Engine {
                     _ => {}
                 }
             }
-            CallEvent::Tick { t_s, words_s } => {
+            CallEvent::Tick {
+                t_s,
+                words_s,
+                voiced_until,
+            } => {
                 self.call.now = self.call.now.max(t_s);
                 self.call.words_now = self.call.words_now.max(words_s.min(t_s));
+                if voiced_until.is_some() {
+                    self.call.voiced = voiced_until;
+                }
             }
             CallEvent::Transcript(_) => {}
         }
@@ -248,6 +285,7 @@ impl Engine {
         let mut out = self.process(CallEvent::Tick {
             t_s: late,
             words_s: late,
+            voiced_until: None,
         });
         self.call.ended = true;
         let rules = self.rules.clone();
@@ -295,7 +333,6 @@ impl Engine {
         // Rules about words judge on the words clock, acoustic rules on the voice clock.
         let words_now = self.call.words_now;
         let now = self.call.now;
-        let known = now - self.voice_settle_s;
         // Words of a final (or of a partial for the rules that take them).
         let said = |party: Speaker, partials: bool| -> Option<(&Transcript, Vec<String>)> {
             match event {
@@ -533,6 +570,7 @@ impl Engine {
                     Speaker::Customer => Speaker::Agent,
                 };
                 let (by, over) = (self.call.track(*interrupter), self.call.track(victim));
+                let (by_until, over_until) = (self.call.voiced_until(*interrupter), self.call.voiced_until(victim));
                 let mut found = Vec::new();
                 for &(a, a_end) in by.segments.iter().rev().take(4) {
                     if reported.contains(&a) {
@@ -545,7 +583,7 @@ impl Engine {
                     if b_end.is_some_and(|e| e <= a) {
                         continue;
                     }
-                    let end = a_end.unwrap_or(known).min(b_end.unwrap_or(known));
+                    let end = a_end.unwrap_or(by_until).min(b_end.unwrap_or(over_until));
                     if end - a >= *min_overlap_s {
                         found.push((a, end.min(a + 10.0), b));
                     }
@@ -565,9 +603,12 @@ impl Engine {
             }
             (Kind::DeadAir { min_s }, RuleState::Silence { reported, .. }) => {
                 let c = &self.call;
-                if c.hold_since.is_none() && !c.agent.speaking() && !c.customer.speaking() {
-                    let start = c.agent.last_end().max(c.customer.last_end()).max(c.last_unhold);
-                    if known - start >= *min_s && *reported != Some(start) {
+                if c.hold_since.is_none() {
+                    let start = c
+                        .voiced_until(Speaker::Agent)
+                        .max(c.voiced_until(Speaker::Customer))
+                        .max(c.last_unhold);
+                    if c.voice_known() - start >= *min_s && *reported != Some(start) {
                         *reported = Some(start);
                         self.fail(
                             rule,
@@ -608,9 +649,9 @@ impl Engine {
                     }
                 }
                 let c = &self.call;
-                if c.hold_since.is_none() && !c.agent.speaking() && !c.agent.segments.is_empty() {
-                    let start = c.agent.last_end().max(c.last_unhold);
-                    if known - start >= *min_s && *reported != Some(start) {
+                if c.hold_since.is_none() && !c.agent.segments.is_empty() {
+                    let start = c.voiced_until(Speaker::Agent).max(c.last_unhold);
+                    if c.voice_known() - start >= *min_s && *reported != Some(start) {
                         *reported = Some(start);
                         self.fail(
                             rule,
@@ -773,11 +814,23 @@ impl CallRules {
                 t_s: *t_s,
             }),
             Event::Transcript(t) => self.engine.process(CallEvent::Transcript(t)),
-            Event::Tick { t_s, words_s, .. } => {
+            Event::Tick {
+                t_s,
+                words_s,
+                voiced_until,
+                ..
+            } => {
                 let mut out = self.controls_until(*t_s);
+                let mut voiced = [0.0f64; 2];
+                for (channel, t) in voiced_until {
+                    for s in speakers(*channel) {
+                        voiced[*s as usize] = voiced[*s as usize].max(*t);
+                    }
+                }
                 out.extend(self.engine.process(CallEvent::Tick {
                     t_s: *t_s,
                     words_s: *words_s,
+                    voiced_until: Some(voiced),
                 }));
                 out
             }

@@ -30,8 +30,11 @@ impl Run {
     }
 
     fn tick(&mut self, t_s: f64) -> &mut Self {
-        self.out
-            .extend(self.engine.process(CallEvent::Tick { t_s, words_s: t_s }));
+        self.out.extend(self.engine.process(CallEvent::Tick {
+            t_s,
+            words_s: t_s,
+            voiced_until: None,
+        }));
         self
     }
 
@@ -332,4 +335,23 @@ fn call_time_not_arrival_order_decides() {
     let span = |r: &Run| r.alerts().iter().map(|x| (x.start_s, x.end_s)).collect::<Vec<_>>();
     assert_eq!(span(&a).len(), 1);
     assert_eq!(span(&a)[0].0, span(&b)[0].0);
+}
+
+/// With voiced frames reported by the front end, acoustic rules do not wait
+/// for the hangover: talk-over is known the moment both were voiced long enough.
+#[test]
+fn reported_voiced_frames_remove_the_hangover_wait() {
+    let mut run = Run::new(TALK_OVER);
+    run.voice(Channel::Customer, true, 1.0).voice(Channel::Agent, true, 3.0);
+    let tick = |run: &mut Run, t: f64| {
+        run.out.extend(run.engine.process(CallEvent::Tick {
+            t_s: t,
+            words_s: t,
+            voiced_until: Some([t, t]),
+        }));
+    };
+    tick(&mut run, 3.9);
+    assert!(run.alerts().is_empty());
+    tick(&mut run, 4.0);
+    assert_eq!(run.alerts().len(), 1, "fires at the condition, not 0.55 s later");
 }
