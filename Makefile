@@ -36,6 +36,7 @@ test: setup
 bench: setup
 	$(BIN) bench transcribe
 	$(BIN) bench capacity
+	$(BIN) bench rules
 
 lint:
 	$(CARGO) fmt --all -- --check

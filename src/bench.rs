@@ -21,6 +21,7 @@ use crate::events::Event;
 use crate::model::fetch;
 use crate::monitor::percentile;
 use crate::pipeline::{Call, CallConfig};
+use crate::rules::config::Kind;
 use crate::text::word_error_rate;
 use crate::transcribe::pool::{Pool, PoolConfig};
 use crate::transcribe::Model;
@@ -352,4 +353,61 @@ fn peak_rss_mb() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// `callwatch bench rules`: how soon after the condition is met in call time
+/// (both voiced for the overlap, silence reaching its limit) the acoustic
+/// alerts — talk-over and silence — reach the consumer, replaying calls in
+/// real time.
+pub fn rule_latency(files: &[PathBuf], model: &Path, rules: &Path) -> Result<()> {
+    let book = Arc::new(crate::rules::config::Rulebook::load(rules)?);
+    let model = Model::load(model)?;
+    let pool = Arc::new(Pool::new(&model, PoolConfig::default())?);
+    let mut latencies = Vec::new();
+    for file in files {
+        let recording = audio::read_wav(file)?;
+        let sidecar = file.with_extension("events.jsonl");
+        let controls = if sidecar.exists() {
+            crate::rules::sidecar::load(&sidecar)?
+        } else {
+            Vec::new()
+        };
+        let config = CallConfig::new("bench");
+        let mut engine = crate::rules::CallRules::new(book.clone(), "bench", config.vad.hangover, controls);
+        let call = Call::start(Box::new(Replay::new(recording, Pace::RealTime)), pool.clone(), config)?;
+        let started = Instant::now();
+        for event in call.events.iter() {
+            for output in engine.feed(&event) {
+                if let crate::alerts::RuleOutput::Alert(a) = output {
+                    let rule = book.rules.iter().find(|r| r.id == a.rule_id).map(|r| &r.kind);
+                    // Call time at which the condition became true.
+                    let met = match rule {
+                        Some(Kind::TalkOver { min_overlap_s, .. }) => a.start_s + min_overlap_s,
+                        Some(Kind::DeadAir { .. } | Kind::MuteInsteadOfHold { .. }) => a.end_s,
+                        _ => continue,
+                    };
+                    let latency = started.elapsed().as_secs_f64() - met;
+                    println!(
+                        "{}: {} condition met at {met:.2} s, alert after {latency:.3} s",
+                        file.display(),
+                        a.rule_id
+                    );
+                    latencies.push(latency);
+                }
+            }
+        }
+        call.join()?;
+    }
+    ensure!(
+        !latencies.is_empty(),
+        "no talk-over or silence alert fired on these calls"
+    );
+    latencies.sort_by(f64::total_cmp);
+    println!(
+        "acoustic alert latency over {} alerts: p50 {:.3} s, max {:.3} s (target ≤ 0.300 s)",
+        latencies.len(),
+        percentile(&latencies, 0.5),
+        latencies[latencies.len() - 1]
+    );
+    Ok(())
 }

@@ -175,6 +175,16 @@ enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// Delay from a talk-over or silence condition to its alert, in real time.
+    Rules {
+        /// Calls to replay [default: the talk-over and silence scenario calls].
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = DEFAULT_RULES)]
+        rules: PathBuf,
+        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Concurrent real-time calls on one machine: final latency, CPU, memory.
     Capacity {
         /// The call replayed by every simulated agent.
@@ -341,6 +351,19 @@ fn run(cli: Cli) -> Result<()> {
                 println!("{mark} {} ({} ch, {} Hz)", d.name, d.channels, d.sample_rate);
             }
             Ok(())
+        }
+        Command::Bench {
+            command: BenchCommand::Rules { files, rules, model },
+        } => {
+            let files = if files.is_empty() {
+                ["talk_over_call", "silence_call"]
+                    .iter()
+                    .map(|n| PathBuf::from(format!("tests/fixtures/calls/{n}.wav")))
+                    .collect()
+            } else {
+                files
+            };
+            bench::rule_latency(&files, &model.unwrap_or_else(model::default_model), &rules)
         }
         Command::Bench {
             command:
