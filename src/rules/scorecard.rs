@@ -101,8 +101,9 @@ impl Scorecard {
             return;
         }
         item.status = status;
-        item.t_s =
-            (status != Status::Pending && status != Status::NotApplicable).then_some((t_s * 10.0).round() / 10.0);
+        // A time only where there is something to point at: the words, or the failure.
+        let pinned = status == Status::Fail || (status == Status::Pass && !evidence.is_empty());
+        item.t_s = pinned.then_some((t_s * 10.0).round() / 10.0);
         item.evidence = evidence.to_owned();
         self.rescore();
     }
