@@ -93,8 +93,8 @@ make_call() {
     local party_name
     for party_name in agent customer; do
         local -n inputs="${party_name}_in"
-        if ((${#inputs[@]} == 2)); then
-            sox -D "${inputs[1]}" "$work/$party_name.wav"
+        if ((${#inputs[@]} == 3)); then
+            sox -D "${inputs[2]}" "$work/$party_name.wav"
         else
             sox -D -m "${inputs[@]}" "$work/$party_name.wav"
         fi

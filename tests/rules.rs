@@ -1,0 +1,156 @@
+//! The default rulebook on scenario calls: real audio through the live
+//! pipeline and the real model, then the rule engine. Each scenario's
+//! expected alerts and scorecard live beside it in `<call>.expected.json`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use callwatch::alerts::RuleOutput;
+use callwatch::audio;
+use callwatch::capture::replay::{Pace, Replay};
+use callwatch::pipeline::{Call, CallConfig};
+use callwatch::rules::config::Rulebook;
+use callwatch::rules::{sidecar, CallRules, Status};
+use callwatch::transcribe::pool::{Pool, PoolConfig};
+use callwatch::transcribe::Model;
+use common::{callwatch, fixture, q8_model};
+use predicates::prelude::*;
+
+#[derive(serde::Deserialize)]
+struct Expected {
+    alerts: Vec<ExpectedAlert>,
+    scorecard: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize)]
+struct ExpectedAlert {
+    rule_id: String,
+    start_s: f64,
+}
+
+fn default_rules() -> Arc<Rulebook> {
+    Arc::new(Rulebook::load(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")).unwrap())
+}
+
+#[test]
+fn scenario_calls_raise_exactly_their_alerts() {
+    let dir = fixture("calls");
+    let mut scenarios: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter_map(|n| n.strip_suffix(".expected.json").map(str::to_owned))
+        .collect();
+    scenarios.sort();
+    assert!(!scenarios.is_empty(), "no scenario calls in {}", dir.display());
+    let pool = Arc::new(Pool::new(&Model::load(&q8_model()).unwrap(), PoolConfig::default()).unwrap());
+    let rules = default_rules();
+    let mut failures = Vec::new();
+    for name in &scenarios {
+        let expected: Expected =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("{name}.expected.json"))).unwrap()).unwrap();
+        let events_file = dir.join(format!("{name}.events.jsonl"));
+        let controls = if events_file.exists() {
+            sidecar::load(&events_file).unwrap()
+        } else {
+            Vec::new()
+        };
+        let recording = audio::read_wav(&dir.join(format!("{name}.wav"))).unwrap();
+        let config = CallConfig::new(name);
+        let mut engine = CallRules::new(rules.clone(), name, config.vad.hangover, controls);
+        let call = Call::start(Box::new(Replay::new(recording, Pace::Fast)), pool.clone(), config).unwrap();
+        let mut outputs = Vec::new();
+        for event in call.events.iter() {
+            outputs.extend(engine.feed(&event));
+        }
+        let report = call.join().unwrap();
+        outputs.extend(engine.finish(report.audio_s));
+
+        // Alerts still standing after retractions.
+        let retracted: Vec<u64> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                RuleOutput::Retract { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        let mut got: Vec<(String, f64)> = outputs
+            .iter()
+            .filter_map(|o| match o {
+                RuleOutput::Alert(a) if !retracted.contains(&a.id) => Some((a.rule_id.to_string(), a.start_s)),
+                _ => None,
+            })
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let mut want: Vec<(String, f64)> = expected.alerts.iter().map(|a| (a.rule_id.clone(), a.start_s)).collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        let same = got.len() == want.len()
+            && got
+                .iter()
+                .zip(&want)
+                .all(|(g, w)| g.0 == w.0 && (g.1 - w.1).abs() <= 1.0);
+        if !same {
+            failures.push(format!("{name}: alerts {got:?}, expected {want:?}"));
+        }
+
+        let card = engine.scorecard();
+        assert!(card.is_final);
+        for section in &card.sections {
+            for item in &section.items {
+                let status = match item.status {
+                    Status::Pass => "pass",
+                    Status::Fail => "fail",
+                    Status::NotApplicable => "n/a",
+                    Status::Pending => "pending",
+                };
+                match expected.scorecard.get(item.rule_id.as_ref()) {
+                    Some(want) if want == status => {}
+                    want => failures.push(format!(
+                        "{name}: scorecard {} is {status}, expected {want:?}",
+                        item.rule_id
+                    )),
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[test]
+fn rules_check_accepts_the_default_and_names_errors() {
+    callwatch()
+        .args(["rules", "check"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml"))
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("all valid"));
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "version = 1\n\n[[rule]]\nid = \"x\"\nkind = \"forbidden_phrase\"\nsection = \"S\"\nitem = \"i\"\nseverity = \"loud\"\naudience = [\"agent\"]\nmessage = \"m\"\nparty = \"agent\"\nphrases = [\"yep\"]\n",
+    )
+    .unwrap();
+    callwatch()
+        .args(["rules", "check"])
+        .arg(&bad)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("bad.toml:8:").and(predicate::str::contains("loud")));
+}
+
+/// A bad rule file given to monitor is refused before any audio is read.
+#[test]
+fn monitor_refuses_a_broken_rulebook() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("r.toml");
+    std::fs::write(&bad, "version = 1\n[[rule]]\nid = \"x\"\n").unwrap();
+    callwatch()
+        .args(["monitor", "--fast", "--rules"])
+        .arg(&bad)
+        .arg(fixture("jfk.wav"))
+        .assert()
+        .failure()
+        .stderr(predicate::str::starts_with("error: ").and(predicate::str::contains("r.toml:2:")));
+}
