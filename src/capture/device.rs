@@ -7,8 +7,8 @@
 //!
 //! Real-time rule: the driver calls the data callback on its own thread with
 //! a deadline of one period (a few ms). A callback that allocates, locks,
-//! logs or makes a system call can miss it, and the driver then drops audio
-//! for everyone. So the callback only de-interleaves into the channel rings
+//! logs or makes a system call can miss it, and the device then overruns:
+//! audio is lost before it reaches us. So the callback only de-interleaves into the channel rings
 //! ([`deliver`]); when a ring is full the samples are counted as overrun and
 //! dropped, never waited for. Everything that may block — opening devices,
 //! choosing formats, reporting errors — happens outside it.
@@ -54,6 +54,9 @@ const PREFERRED_RATES: [u32; 2] = [16_000, 48_000];
 /// How long a backend that honours it may take to open a stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Where a machine without sound devices can still run the live path.
+const REPLAY_HINT: &str = ". Replay a recording with `callwatch monitor CALL.wav` instead";
+
 /// Stream errors logged per capture before going quiet (an ALSA device that
 /// keeps failing reports every period).
 const ERRORS_LOGGED: u64 = 10;
@@ -81,12 +84,17 @@ impl DeviceSource {
     /// a case-insensitive part of its name or backend id.
     ///
     /// Two devices run at one sample rate that both support (16 kHz, else
-    /// 48 kHz, else the agent's default), so the two parties share one call
-    /// clock; a stereo device runs at its default configuration.
+    /// 48 kHz, else the agent's default): the front end resamples each
+    /// channel from the one source rate. A stereo device runs at its default
+    /// configuration.
     pub fn open(agent: Option<&str>, customer: Option<&str>) -> Result<Self> {
         let _quiet = QuietAlsa::new();
         let host = default_host()?;
-        let found = scan(&host)?;
+        // A host that cannot list its devices may still open its default.
+        let found = scan(&host).unwrap_or_else(|e| {
+            tracing::debug!("{e:#}");
+            Vec::new()
+        });
         let host_name = host.id().name();
 
         let (agent_device, agent_label) = match agent {
@@ -420,8 +428,7 @@ fn default_host() -> Result<cpal::Host> {
         }
     }
     bail!(
-        "no audio input device found (no audio host could start{}; devices seen: none). \
-         Replay a recording with `callwatch monitor CALL.wav` instead",
+        "no audio input device found (no audio host could start{}; devices seen: none){REPLAY_HINT}",
         last.map(|e| format!(": {e}")).unwrap_or_default()
     )
 }
@@ -488,10 +495,14 @@ fn seen(found: &[Found]) -> String {
 }
 
 fn no_device(host: &str, found: &[Found], cause: Option<&cpal::Error>) -> anyhow::Error {
-    let cause = cause.map(|e| format!("; default input: {e}")).unwrap_or_default();
+    // With nothing seen the backend's reason adds nothing; with devices
+    // seen it says why the default one is unusable.
+    let cause = match cause {
+        Some(e) if !found.is_empty() => format!("; default input: {e}"),
+        _ => String::new(),
+    };
     anyhow!(
-        "no audio input device found (host {host}; devices seen: {}{cause}). \
-         Replay a recording with `callwatch monitor CALL.wav` instead",
+        "no audio input device found (host {host}; devices seen: {}{cause}){REPLAY_HINT}",
         seen(found)
     )
 }
@@ -501,8 +512,9 @@ fn pick_device(found: &[Found], wanted: &str, role: &str, host: &str) -> Result<
     match match_device(&candidates, wanted) {
         Some(i) => Ok((found[i].device.clone(), found[i].name.clone())),
         None => bail!(
-            "no audio input device matches {wanted:?} for the {role} (host {host}; devices seen: {})",
-            seen(found)
+            "no audio input device matches {wanted:?} for the {role} (host {host}; devices seen: {}){}",
+            seen(found),
+            if found.is_empty() { REPLAY_HINT } else { "" }
         ),
     }
 }
@@ -702,8 +714,8 @@ mod tests {
         let (mut a, mut c) = (Vec::new(), Vec::new());
         r0.read_into(&mut a);
         r1.read_into(&mut c);
-        assert_eq!(a, vec![0.0, 0.0, 1.0, -0.25, -1.0, -1.0, 32767.0 / 32768.0]);
-        assert_eq!(c, vec![0.0, 65535.0 / 32768.0 - 1.0, -1.0, 0.5]);
+        assert_eq!(a, vec![0.0, -1.0, 1.0, -0.25, -1.0, -1.0, 32767.0 / 32768.0]);
+        assert_eq!(c, vec![-1.0, 65535.0 / 32768.0 - 1.0, -1.0, 0.5]);
     }
 
     #[test]

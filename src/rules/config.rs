@@ -28,6 +28,8 @@ pub struct Rule {
     pub script: Option<String>,
     /// The protocol passage the rule comes from.
     pub source: Option<String>,
+    /// Counts toward the agent's score (false for what the caller does).
+    pub scored: bool,
     pub kind: Kind,
 }
 
@@ -144,6 +146,7 @@ struct RawRule {
     message: String,
     script: Option<String>,
     source: Option<String>,
+    scored: Option<bool>,
     party: Option<Speaker>,
     groups: Option<Vec<Vec<String>>>,
     window: Option<String>,
@@ -215,6 +218,7 @@ impl Rulebook {
                 message: raw.message,
                 script: raw.script,
                 source: raw.source,
+                scored: raw.scored.unwrap_or(true),
                 kind,
             });
         }

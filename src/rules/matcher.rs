@@ -9,13 +9,32 @@
 //! swear words ("f***"): a censored word matches a phrase word of three or
 //! more letters with the same first letter.
 
+/// Marks a sentence end in normalised text: phrases never match across it
+/// ("Thank you. Please confirm…" does not say "you please").
+pub const SENTENCE_END: &str = ".";
+
+/// Abbreviations whose full stop does not end a sentence.
+const ABBREVIATIONS: [&str; 5] = ["mr", "mrs", "ms", "dr", "st"];
+
 /// Normalised words of `text`: lower case, punctuation dropped (`*` kept for
-/// censored words), contractions expanded, numbers spelled out.
+/// censored words), contractions expanded, numbers spelled out, sentence
+/// ends marked with [`SENTENCE_END`].
 pub fn normalise(text: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for raw in text
-        .split(|c: char| c.is_whitespace() || matches!(c, '-' | '—' | '–' | '/' | ',' | '.' | '?' | '!' | ';' | ':'))
-    {
+    for token in text.split_whitespace() {
+        let ends_sentence = token.trim_end_matches(['"', '\'', ')']).ends_with(['.', '?', '!', ';']);
+        let before = out.len();
+        words_of(token, &mut out);
+        let abbreviation = out.len() == before + 1 && ABBREVIATIONS.contains(&out[before].as_str());
+        if ends_sentence && out.len() > before && !abbreviation {
+            out.push(SENTENCE_END.to_owned());
+        }
+    }
+    out
+}
+
+fn words_of(token: &str, out: &mut Vec<String>) {
+    for raw in token.split(['-', '—', '–', '/', ',', '.', '?', '!', ';', ':']) {
         let w: String = raw
             .chars()
             .map(|c| if c == '’' { '\'' } else { c })
@@ -32,7 +51,6 @@ pub fn normalise(text: &str) -> Vec<String> {
             out.extend(expand_contraction(w));
         }
     }
-    out
 }
 
 fn expand_contraction(w: &str) -> Vec<String> {
@@ -143,7 +161,7 @@ impl Phrase {
     /// `None` if the phrase has no words after normalisation. `lenient`
     /// phrases tolerate one recognition slip when four words or longer.
     pub fn new(text: &str, lenient: bool) -> Option<Self> {
-        let words = normalise(text);
+        let words: Vec<String> = normalise(text).into_iter().filter(|w| w != SENTENCE_END).collect();
         if words.is_empty() || words.iter().any(|w| w.contains('*')) {
             return None;
         }
@@ -155,9 +173,14 @@ impl Phrase {
         })
     }
 
-    /// Finds the phrase in `text` (already normalised); returns the matched
-    /// words as evidence.
+    /// Finds the phrase within one sentence of `text` (already normalised);
+    /// returns the matched words as evidence.
     pub fn find(&self, text: &[String]) -> Option<String> {
+        text.split(|w| w == SENTENCE_END)
+            .find_map(|sentence| self.find_in(sentence))
+    }
+
+    fn find_in(&self, text: &[String]) -> Option<String> {
         // Approximate substring match (Sellers): row j = best edit distance of
         // the phrase prefix ending at text position j, free start anywhere.
         let (m, n) = (self.words.len(), text.len());
@@ -180,9 +203,12 @@ impl Phrase {
             prev = row;
             starts = row_starts;
         }
-        let (end, dist) = prev.iter().enumerate().skip(1).min_by_key(|(_, d)| **d)?;
-        // A match must contain at least one real word, and most of the phrase.
-        (*dist <= self.tolerance && m > *dist).then(|| text[starts[end]..end].join(" "))
+        // Within tolerance, and no shorter than the phrase: a slip may change
+        // or add a word, never drop one ("may i place you on" is not "… on hold").
+        let end = (1..=n)
+            .filter(|&j| prev[j] <= self.tolerance && j - starts[j] >= m)
+            .min_by_key(|&j| prev[j])?;
+        Some(text[starts[end]..end].join(" "))
     }
 }
 
@@ -208,7 +234,7 @@ mod tests {
     #[test]
     fn normalisation() {
         assert_eq!(
-            normalise("I'm SORRY, we can't — it's 10!"),
+            normalise("I'm SORRY, we can't — it's 10")[..],
             ["i", "am", "sorry", "we", "can", "not", "it", "is", "ten"]
         );
         assert_eq!(normalise("ticket 4071"), ["ticket", "four", "zero", "seven", "one"]);
@@ -247,6 +273,14 @@ mod tests {
         assert!(found("fuck", "This is f***ing ridiculous").is_some());
         assert!(found("shit", "What a load of s***.").is_some());
         assert!(found("shit", "What a load of d***.").is_none());
+    }
+
+    #[test]
+    fn phrases_stay_within_a_sentence_and_keep_every_word() {
+        assert!(found("you please", "Thank you. Please confirm your address.").is_none());
+        assert!(found("may i please", "Ms. Lopez, may I please have your order number?").is_some());
+        assert!(found("ms lopez", "Thank you, Ms. Lopez.").is_some());
+        assert!(found("may i place you on hold", "May I place you on. One moment").is_none());
     }
 
     #[test]

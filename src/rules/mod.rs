@@ -368,17 +368,20 @@ impl Engine {
                                 *slot = first_match(group, &words).map(|e| (t.start_s, e));
                             }
                         }
-                        if matched.iter().all(Option::is_some) && self.scorecard.status(i) == Status::Pending {
-                            let evidence = matched
-                                .iter()
-                                .flatten()
-                                .map(|m| format!("\"{}\"", m.1))
-                                .collect::<Vec<_>>()
-                                .join(", ");
-                            let at = matched.iter().flatten().map(|m| m.0).fold(0.0, f64::max);
-                            self.scorecard.set(i, Status::Pass, at, &evidence);
-                        }
                     }
+                }
+                // Passes once every group was heard and the rule applies (its
+                // `when` may be heard after the phrase itself).
+                let applies = when.is_empty() || *when_seen;
+                if applies && matched.iter().all(Option::is_some) && self.scorecard.status(i) == Status::Pending {
+                    let evidence = matched
+                        .iter()
+                        .flatten()
+                        .map(|m| format!("\"{}\"", m.1))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let at = matched.iter().flatten().map(|m| m.0).fold(0.0, f64::max);
+                    self.scorecard.set(i, Status::Pass, at, &evidence);
                 }
                 if let Window::Start(w) = window {
                     if words_now >= w + SETTLE_S && self.scorecard.status(i) == Status::Pending {
@@ -561,7 +564,7 @@ impl Engine {
                 Kind::TalkOver {
                     interrupter,
                     min_overlap_s,
-                    ..
+                    backchannel_s,
                 },
                 RuleState::TalkOver { reported },
             ) => {
@@ -584,7 +587,9 @@ impl Engine {
                         continue;
                     }
                     let end = a_end.unwrap_or(by_until).min(b_end.unwrap_or(over_until));
-                    if end - a >= *min_overlap_s {
+                    // A short interjection ("mm-hm", "okay") is a backchannel, not an interruption.
+                    let turn = a_end.unwrap_or(by_until) - a;
+                    if end - a >= *min_overlap_s && turn >= *backchannel_s {
                         found.push((a, end.min(a + 10.0), b));
                     }
                 }

@@ -26,6 +26,8 @@ pub struct Item {
     pub rule_id: Arc<str>,
     pub item: String,
     pub status: Status,
+    /// Whether the item counts toward the score.
+    pub scored: bool,
     /// Call time of the evidence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub t_s: Option<f64>,
@@ -73,6 +75,7 @@ impl Scorecard {
                 rule_id: rule.id.clone(),
                 item: rule.item.clone(),
                 status: Status::Pending,
+                scored: rule.scored,
                 t_s: None,
                 evidence: String::new(),
             });
@@ -117,7 +120,7 @@ impl Scorecard {
     }
 
     fn rescore(&mut self) {
-        let items = self.sections.iter().flat_map(|s| &s.items);
+        let items = self.sections.iter().flat_map(|s| &s.items).filter(|i| i.scored);
         let (pass, decided) = items.fold((0, 0), |(p, d), i| match i.status {
             Status::Pass => (p + 1, d + 1),
             Status::Fail => (p, d + 1),
