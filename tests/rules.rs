@@ -154,3 +154,34 @@ fn monitor_refuses_a_broken_rulebook() {
         .failure()
         .stderr(predicate::str::starts_with("error: ").and(predicate::str::contains("r.toml:2:")));
 }
+
+/// `rules test` replays a call with its sidecar events and prints what fired.
+#[test]
+fn rules_test_reports_what_would_fire() {
+    let out = callwatch()
+        .args(["rules", "test", "--json"])
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml"))
+        .arg(fixture("calls/hold_violation_call.wav"))
+        .assert()
+        .success();
+    let stdout = String::from_utf8(out.get_output().stdout.clone()).unwrap();
+    let lines: Vec<serde_json::Value> = stdout.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let fired: Vec<&str> = lines
+        .iter()
+        .filter(|v| v["type"] == "alert")
+        .map(|v| v["rule_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(fired, ["hold.permission", "hold.thank_on_return"], "{stdout}");
+    let card = lines
+        .iter()
+        .find(|v| v["type"] == "scorecard")
+        .expect("a scorecard line");
+    assert_eq!(card["final"], true);
+    for alert in lines.iter().filter(|v| v["type"] == "alert") {
+        for key in [
+            "id", "severity", "audience", "party", "start_s", "end_s", "evidence", "message",
+        ] {
+            assert!(!alert[key].is_null(), "{key} missing in {alert}");
+        }
+    }
+}
