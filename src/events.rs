@@ -91,20 +91,22 @@ impl CallSink {
     /// Sends an event that must arrive, waiting for room. A receiver that is
     /// gone (the consumer quit) is not an error for the pipeline.
     pub fn send(&self, event: Event) {
-        let _ = self.tx.send(event.clone());
-        if let Event::Transcript(t) = &event {
-            if t.is_final {
-                self.finalized
-                    .lock()
-                    .expect("poisoned")
-                    .insert((t.channel, t.utterance_id));
-                // Only after the send: a tick must not pass an utterance whose
-                // final is not yet in the channel.
-                self.inflight
-                    .lock()
-                    .expect("poisoned")
-                    .retain(|(c, id, _)| !(*c == t.channel && *id == t.utterance_id));
-            }
+        let finished = match &event {
+            Event::Transcript(t) if t.is_final => Some((t.channel, t.utterance_id)),
+            _ => None,
+        };
+        // Before the send, so a late partial of this utterance is seen as stale.
+        if let Some(key) = finished {
+            self.finalized.lock().expect("poisoned").insert(key);
+        }
+        let _ = self.tx.send(event);
+        // After the send: a tick must not pass an utterance whose final is
+        // not yet in the channel.
+        if let Some((channel, id)) = finished {
+            self.inflight
+                .lock()
+                .expect("poisoned")
+                .retain(|(c, i, _)| !(*c == channel && *i == id));
         }
     }
 
