@@ -2,7 +2,6 @@
 //! format. The gRPC service and `monitor --json` translate them.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -71,7 +70,6 @@ pub struct CallSink {
     finalized: Mutex<HashSet<(Channel, u64)>>,
     /// Finals submitted for decoding and not yet sent: (channel, utterance, start).
     inflight: Mutex<Vec<(Channel, u64, f64)>>,
-    pub partials_dropped: AtomicU64,
 }
 
 impl CallSink {
@@ -83,7 +81,6 @@ impl CallSink {
             tx,
             finalized: Mutex::new(HashSet::new()),
             inflight: Mutex::new(Vec::new()),
-            partials_dropped: AtomicU64::new(0),
         });
         (sink, rx)
     }
@@ -139,7 +136,7 @@ impl CallSink {
             return;
         }
         if let Err(TrySendError::Full(_)) = self.tx.try_send(Event::Transcript(t)) {
-            self.partials_dropped.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("callwatch_partials_dropped_total").increment(1);
         }
     }
 

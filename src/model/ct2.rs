@@ -161,10 +161,6 @@ impl<'a> Ct2Model<'a> {
             other => bail!("{name} is a {other:?}, expected an integer scalar"),
         })
     }
-
-    pub fn num_variables(&self) -> usize {
-        self.variables.len()
-    }
 }
 
 struct Reader<'a> {

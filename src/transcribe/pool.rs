@@ -68,11 +68,14 @@ impl Job {
 #[derive(Debug, Default)]
 pub struct PoolStats {
     pub finals_done: AtomicU64,
-    pub partials_done: AtomicU64,
     pub partials_shed: AtomicU64,
-    pub failures: AtomicU64,
-    /// Total inference time, microseconds.
-    pub busy_us: AtomicU64,
+}
+
+impl PoolStats {
+    fn shed(&self, n: u64) {
+        self.partials_shed.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("callwatch_partials_shed_total").increment(n);
+    }
 }
 
 #[derive(Default)]
@@ -122,9 +125,7 @@ impl Pool {
         if job.is_final {
             let before = q.partials.len();
             q.partials.retain(|p| !p.same_utterance(&job));
-            stats
-                .partials_shed
-                .fetch_add((before - q.partials.len()) as u64, Ordering::Relaxed);
+            stats.shed((before - q.partials.len()) as u64);
             while q.finals.len() >= self.shared.cfg.max_finals {
                 q = self.shared.room.wait(q).expect("poisoned");
             }
@@ -132,11 +133,11 @@ impl Pool {
         } else {
             if let Some(i) = q.partials.iter().position(|p| p.same_utterance(&job)) {
                 q.partials.remove(i);
-                stats.partials_shed.fetch_add(1, Ordering::Relaxed);
+                stats.shed(1);
             }
             if q.partials.len() >= self.shared.cfg.max_partials {
                 q.partials.pop_front();
-                stats.partials_shed.fetch_add(1, Ordering::Relaxed);
+                stats.shed(1);
             }
             q.partials.push_back(job);
         }
@@ -147,12 +148,6 @@ impl Pool {
 
     pub fn stats(&self) -> &PoolStats {
         &self.shared.stats
-    }
-
-    /// Jobs waiting, finals and partials.
-    pub fn depth(&self) -> (usize, usize) {
-        let q = self.shared.queue.lock().expect("poisoned");
-        (q.finals.len(), q.partials.len())
     }
 }
 
@@ -188,17 +183,13 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
         let started = Instant::now();
         let result = transcriber.transcribe(&job.samples);
         let took = started.elapsed();
-        shared
-            .stats
-            .busy_us
-            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
         metrics::histogram!("callwatch_inference_seconds").record(took.as_secs_f64());
         let hyp = match result {
             Ok(h) => h,
             Err(err) => {
                 // whisper.cpp failing on one clip must not take the call down;
                 // the final still goes out, empty, so the utterance closes.
-                shared.stats.failures.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("callwatch_transcription_failures_total").increment(1);
                 tracing::error!(call = %job.sink.call_id, "transcription failed: {err:#}");
                 super::Hypothesis::default()
             }
@@ -219,7 +210,6 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
             shared.stats.finals_done.fetch_add(1, Ordering::Relaxed);
             job.sink.send(Event::Transcript(t));
         } else {
-            shared.stats.partials_done.fetch_add(1, Ordering::Relaxed);
             job.sink.send_partial(t);
         }
     }
