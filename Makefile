@@ -6,7 +6,10 @@
 
 CARGO ?= cargo
 BIN := target/release/callwatch
-SAMPLE ?= tests/fixtures/calls/basic_call.wav
+# A call where the agent puts the caller on hold without asking: its alerts
+# fire live. Its call control (hold/unhold) comes from the sidecar file.
+SAMPLE ?= tests/fixtures/calls/hold_violation_call.wav
+EVENTS = $(SAMPLE:.wav=.events.jsonl)
 
 .PHONY: all setup deps build model demo test bench lint fixtures clean-models
 
@@ -24,7 +27,7 @@ model: build
 setup: model
 
 demo: setup
-	$(BIN) monitor $(SAMPLE)
+	$(BIN) monitor $(SAMPLE) $$([ -f $(EVENTS) ] && echo --events $(EVENTS))
 
 # Release mode: the tests run real Whisper inference, and whisper.cpp built in
 # debug mode is an order of magnitude slower. One test at a time: each
