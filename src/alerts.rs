@@ -74,7 +74,6 @@ impl RuleOutput {
 
 impl std::fmt::Display for Alert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let tenths = (self.start_s * 10.0).round() as u64;
         let sev = match self.severity {
             Severity::Info => "info",
             Severity::Warning => "WARNING",
@@ -82,10 +81,8 @@ impl std::fmt::Display for Alert {
         };
         write!(
             f,
-            "[{:02}:{:02}.{} alert {sev}] {}: {} ({})",
-            tenths / 600,
-            tenths / 10 % 60,
-            tenths % 10,
+            "[{} alert {sev}] {}: {} ({})",
+            crate::transcript::CallClock(self.start_s),
             self.rule_id,
             self.message,
             self.evidence

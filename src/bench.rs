@@ -366,12 +366,7 @@ pub fn rule_latency(files: &[PathBuf], model: &Path, rules: &Path) -> Result<()>
     let mut latencies = Vec::new();
     for file in files {
         let recording = audio::read_wav(file)?;
-        let sidecar = file.with_extension("events.jsonl");
-        let controls = if sidecar.exists() {
-            crate::rules::sidecar::load(&sidecar)?
-        } else {
-            Vec::new()
-        };
+        let controls = crate::rules::sidecar::beside(file)?;
         let config = CallConfig::new("bench");
         let mut engine = crate::rules::CallRules::new(book.clone(), "bench", config.vad.hangover, controls);
         let call = Call::start(Box::new(Replay::new(recording, Pace::RealTime)), pool.clone(), config)?;

@@ -315,12 +315,7 @@ fn run(cli: Cli) -> Result<()> {
             let pool = live.pool()?;
             for file in calls {
                 let recording = audio::read_wav(&file)?;
-                let sidecar_path = file.with_extension("events.jsonl");
-                let controls = if sidecar_path.exists() {
-                    sidecar::load(&sidecar_path)?
-                } else {
-                    Vec::new()
-                };
+                let controls = sidecar::beside(&file)?;
                 if !json {
                     println!("== {}", file.display());
                 }

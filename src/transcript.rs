@@ -36,9 +36,17 @@ impl TranscriptLine {
 /// `[00:03.2 agent] Thank you for calling …`
 impl fmt::Display for TranscriptLine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let tenths = (self.start_s * 10.0).round() as u64;
-        let (m, s, d) = (tenths / 600, tenths / 10 % 60, tenths % 10);
-        write!(f, "[{m:02}:{s:02}.{d} {}] {}", self.channel.name(), self.text)
+        write!(f, "[{} {}] {}", CallClock(self.start_s), self.channel.name(), self.text)
+    }
+}
+
+/// Call time as people read it: `01:03.3` (minutes, seconds, tenths).
+pub struct CallClock(pub f64);
+
+impl fmt::Display for CallClock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let tenths = (self.0 * 10.0).round() as u64;
+        write!(f, "{:02}:{:02}.{}", tenths / 600, tenths / 10 % 60, tenths % 10)
     }
 }
 

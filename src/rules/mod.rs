@@ -23,6 +23,7 @@ use std::sync::Arc;
 use crate::alerts::{Alert, Party, RuleOutput};
 use crate::audio::Channel;
 use crate::events::Transcript;
+use crate::transcript::round_ms;
 use config::{ControlKind, Kind, Rule, Rulebook, Speaker, State, Trigger, Window};
 use matcher::{normalise, Phrase};
 pub use scorecard::{Scorecard, Status};
@@ -180,7 +181,6 @@ pub struct Engine {
     call: CallState,
     scorecard: Scorecard,
     next_alert: u64,
-    voice_settle_s: f64,
 }
 
 fn speakers(channel: Channel) -> &'static [Speaker] {
@@ -211,7 +211,6 @@ impl Engine {
             },
             scorecard,
             next_alert: 0,
-            voice_settle_s: voice_settle_s + 0.05,
         }
     }
 
@@ -281,7 +280,7 @@ impl Engine {
             return Vec::new();
         }
         // Everything said has been delivered by now: judge all that is pending.
-        let late = t_s + SETTLE_S + self.voice_settle_s;
+        let late = t_s + SETTLE_S + self.call.voice_settle_s;
         let mut out = self.process(CallEvent::Tick {
             t_s: late,
             words_s: late,
@@ -783,10 +782,6 @@ fn describe(t: &Trigger) -> String {
         Trigger::Said(_, phrases) if phrases.len() == 1 => format!("\"{}\"", phrases[0].text),
         Trigger::Said(_, phrases) => format!("\"{}\" (or another of its {} phrases)", phrases[0].text, phrases.len()),
     }
-}
-
-fn round_ms(t: f64) -> f64 {
-    (t * 1000.0).round() / 1000.0
 }
 
 #[cfg(test)]

@@ -19,6 +19,17 @@ struct Line {
     to: Option<String>,
 }
 
+/// The events of recording `wav` from `wav`'s `.events.jsonl` beside it,
+/// or none when there is no such file.
+pub fn beside(wav: &Path) -> Result<Vec<Control>> {
+    let path = wav.with_extension("events.jsonl");
+    if path.exists() {
+        load(&path)
+    } else {
+        Ok(Vec::new())
+    }
+}
+
 /// Reads and checks the file; events come back sorted by time.
 pub fn load(path: &Path) -> Result<Vec<Control>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read events file", path.display()))?;
