@@ -12,6 +12,7 @@ pub mod alerts;
 pub mod audio;
 pub mod bench;
 pub mod buffer;
+pub mod api;
 pub mod capture;
 pub mod events;
 pub mod model;

@@ -13,6 +13,7 @@ use callwatch::capture::replay::{Pace, Replay};
 use callwatch::monitor::{self, Output, RuleSetup};
 use callwatch::rules::{config::Rulebook, sidecar};
 use callwatch::transcribe::pool::{Pool, PoolConfig};
+use callwatch::api::{self, client::Style};
 use callwatch::{audio, bench, model, transcribe, transcript, vad};
 
 #[derive(Parser)]
@@ -78,11 +79,103 @@ enum Command {
     },
     /// List the audio input devices capture can use.
     Devices,
+    /// Run the gRPC service: softphones stream calls in, dashboards watch.
+    Serve {
+        /// Config file (TOML); CALLWATCH_* environment variables override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Directory for the call store and state [default: callwatch-data].
+        #[arg(long)]
+        data: Option<PathBuf>,
+    },
+    /// Stream a recording to the server exactly as a softphone would, and print its nudges.
+    Softphone {
+        /// The recording (stereo: agent left, customer right).
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The agent on the call (the token must be this agent's).
+        #[arg(long)]
+        agent: String,
+        #[arg(long, default_value = "default")]
+        team: String,
+        /// Call id [default: the file's name and the time].
+        #[arg(long)]
+        call_id: Option<String>,
+        /// Call-control events [default: CALL.events.jsonl beside the recording, if any].
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Send as fast as the server takes it, not in real time.
+        #[arg(long)]
+        fast: bool,
+        /// Close the stream without ending the call, as a dropped call does.
+        #[arg(long)]
+        drop: bool,
+        /// Print JSON lines (nudges as alerts, then the scorecard).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the supervisor's live alert feed; reconnects and resumes by itself.
+    Watch {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only this team [default: the token's].
+        #[arg(long, default_value = "")]
+        team: String,
+        /// Only this agent.
+        #[arg(long, default_value = "")]
+        agent: String,
+        /// Only alerts at least this severe.
+        #[arg(long, value_parser = ["info", "warning", "critical"])]
+        severity: Option<String>,
+        /// Only this rule's alerts.
+        #[arg(long, default_value = "")]
+        rule: String,
+        /// Start after this cursor (replaying what the store holds since).
+        #[arg(long, default_value = "")]
+        resume_after: String,
+        /// Exit once this many calls have ended.
+        #[arg(long)]
+        exit_after_calls: Option<usize>,
+        /// Print JSON lines, as `monitor --json` does.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks against a peer engine measured in the same run.
     Bench {
         #[command(subcommand)]
         command: BenchCommand,
     },
+}
+
+/// How the clients reach the server.
+#[derive(clap::Args)]
+struct ServerArgs {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Bearer token from the server's config.
+    #[arg(long)]
+    token: String,
+    /// CA certificate (PEM) to trust for an https:// server.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+impl ServerArgs {
+    fn connection(&self) -> api::client::Connection {
+        api::client::Connection {
+            server: self.server.clone(),
+            token: self.token.clone(),
+            ca: self.ca.clone(),
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
 /// Options shared by the live commands.
@@ -285,6 +378,77 @@ fn run(cli: Cli) -> Result<()> {
                 !fast,
                 rules,
             )?;
+            Ok(())
+        }
+        Command::Serve { config, listen, data } => {
+            let config = api::config::ServeConfig::load(config.as_deref(), api::config::Overrides { listen, data })?;
+            runtime()?.block_on(api::server::run(config))
+        }
+        Command::Softphone {
+            file,
+            server,
+            agent,
+            team,
+            call_id,
+            events,
+            fast,
+            drop,
+            json,
+        } => {
+            let recording = audio::read_wav(&file)?;
+            let controls = match events {
+                Some(path) => sidecar::load(&path)?,
+                None => sidecar::beside(&file)?,
+            };
+            let call = api::client::SoftphoneCall {
+                call_id: call_id.unwrap_or_else(|| format!("{}-{}", call_id_of(&file), api::now_unix_ms())),
+                agent_id: agent,
+                team,
+                recording,
+                controls,
+                fast,
+                drop_at_end: drop,
+            };
+            let style = Style::for_stdout(json);
+            runtime()?.block_on(api::client::softphone(&server.connection(), call, |msg| {
+                if let Some(line) = api::client::show_server_message(msg, style) {
+                    println!("{line}");
+                }
+            }))?;
+            Ok(())
+        }
+        Command::Watch {
+            server,
+            team,
+            agent,
+            severity,
+            rule,
+            resume_after,
+            exit_after_calls,
+            json,
+        } => {
+            let filter = api::client::WatchFilter {
+                team,
+                agent_id: agent,
+                min_severity: severity.map(|s| match s.as_str() {
+                    "critical" => api::pb::Severity::Critical,
+                    "warning" => api::pb::Severity::Warning,
+                    _ => api::pb::Severity::Info,
+                }),
+                rule_id: rule,
+            };
+            let style = Style::for_stdout(json);
+            runtime()?.block_on(api::client::watch(
+                &server.connection(),
+                filter,
+                resume_after,
+                exit_after_calls,
+                |event| {
+                    if let Some(line) = api::client::show_alert_event(event, style) {
+                        println!("{line}");
+                    }
+                },
+            ))?;
             Ok(())
         }
         Command::Rules {

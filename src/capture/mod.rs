@@ -1,12 +1,13 @@
 //! Audio sources: where a call's audio comes from.
 //!
 //! Every source — a recording replayed ([`replay`]), a sound device
-//! ([`device`]), later a softphone stream — does one thing: it writes each
+//! ([`device`]), a softphone streaming over gRPC ([`network`]) — does one thing: it writes each
 //! channel's samples, at the source's own rate, into that channel's
 //! [`RingWriter`]. Everything after the rings is the same code whatever the
 //! source, so replaying a recording exercises exactly the live path.
 
 pub mod device;
+pub mod network;
 pub mod replay;
 
 use anyhow::Result;

@@ -60,6 +60,8 @@ pub enum ControlKind {
     Unmute,
     Transfer,
     End,
+    /// The softphone's stream went away without `end` (set by the server).
+    Dropped,
 }
 
 /// One side of a sequence: a call-control event or a phrase said.
@@ -124,6 +126,10 @@ pub enum Kind {
         state: State,
         max_s: f64,
     },
+    /// Raised whenever a call-control event happens (a dropped call).
+    OnEvent {
+        event: ControlKind,
+    },
 }
 
 #[derive(Deserialize)]
@@ -164,6 +170,7 @@ struct RawRule {
     backchannel_ms: Option<u64>,
     min_s: Option<f64>,
     max_s: Option<f64>,
+    event: Option<ControlKind>,
 }
 
 #[derive(Deserialize)]
@@ -174,7 +181,7 @@ struct RawTrigger {
     phrases: Option<Vec<String>>,
 }
 
-pub const KINDS: &str = "required_phrase, forbidden_phrase, sequence, periodic, talk_over, silence, duration";
+pub const KINDS: &str = "required_phrase, forbidden_phrase, sequence, periodic, talk_over, silence, duration, event";
 
 impl Rulebook {
     pub fn load(path: &Path) -> anyhow::Result<Self> {
@@ -342,6 +349,9 @@ fn build_kind(r: &RawRule) -> Result<Kind, String> {
                 other => return Err(format!("field `state`: {other:?} is not \"call\" or \"hold\"")),
             },
             max_s: positive(need(&r.max_s, "max_s", k)?, "max_s")?,
+        },
+        "event" => Kind::OnEvent {
+            event: need(&r.event, "event", k)?,
         },
         other => return Err(format!("unknown kind {other:?} (expected one of: {KINDS})")),
     })

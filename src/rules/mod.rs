@@ -171,6 +171,7 @@ enum RuleState {
         reported: Option<f64>,
         held: bool,
     },
+    OnEvent,
 }
 
 pub struct Engine {
@@ -689,6 +690,14 @@ impl Engine {
                     }
                 }
             }
+            (Kind::OnEvent { event: kind }, RuleState::OnEvent) => {
+                if let CallEvent::Control(c) = event {
+                    if c.kind == *kind {
+                        let name = describe(&Trigger::Event(*kind));
+                        self.fail(rule, i, Party::Both, (c.t_s, c.t_s), format!("call {name} at {:.1} s", c.t_s), out);
+                    }
+                }
+            }
             _ => unreachable!("state built from the same rule"),
         }
     }
@@ -725,6 +734,8 @@ impl Engine {
             (Kind::Duration { state: State::Hold, .. }, RuleState::Duration { held, .. }) if !held => {
                 Status::NotApplicable
             }
+            // The event never happened (a failure is already recorded).
+            (Kind::OnEvent { .. }, _) => Status::NotApplicable,
             _ => Status::Pass,
         };
         self.scorecard.set(i, status, end, "");
@@ -756,6 +767,7 @@ fn initial_state(rule: &Rule) -> RuleState {
             reported: None,
             held: false,
         },
+        Kind::OnEvent { .. } => RuleState::OnEvent,
     }
 }
 
@@ -848,6 +860,13 @@ impl CallRules {
 
     pub fn scorecard(&self) -> &Scorecard {
         self.engine.scorecard()
+    }
+
+    /// A call-control event of a live call; it applies when the call's
+    /// clock reaches it, like those given up front.
+    pub fn control(&mut self, control: Control) {
+        let at = self.controls.partition_point(|c| c.t_s <= control.t_s);
+        self.controls.insert(at, control);
     }
 
     fn controls_until(&mut self, t_s: f64) -> Vec<RuleOutput> {

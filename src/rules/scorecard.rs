@@ -21,6 +21,24 @@ pub enum Status {
     NotApplicable,
 }
 
+impl Status {
+    const ALL: [Status; 4] = [Status::Pending, Status::Pass, Status::Fail, Status::NotApplicable];
+
+    /// The name in JSON and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Pass => "pass",
+            Status::Fail => "fail",
+            Status::NotApplicable => "n/a",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Item {
     pub rule_id: Arc<str>,
@@ -88,6 +106,18 @@ impl Scorecard {
             score: None,
             sections,
             index,
+        }
+    }
+
+    /// A scorecard as received from elsewhere (the gRPC service), for showing.
+    pub fn from_parts(call_id: &str, is_final: bool, score: Option<f64>, sections: Vec<Section>) -> Self {
+        Self {
+            kind: "scorecard",
+            call_id: call_id.into(),
+            is_final,
+            score,
+            sections,
+            index: Vec::new(),
         }
     }
 

@@ -1,0 +1,201 @@
+//! Access control: bearer tokens from the config, each mapped to a role.
+//!
+//! - `agent:<id>` streams its own calls and receives its own nudges;
+//! - `supervisor:<team>` watches and acknowledges that team's calls,
+//!   `supervisor:*` every team's;
+//! - `admin` reloads rules, and may do what the others may.
+//!
+//! The interceptor only authenticates (UNAUTHENTICATED for a missing or
+//! unknown token) and attaches the [`Identity`]; each RPC then checks that
+//! the identity may do what it asks (PERMISSION_DENIED).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use tonic::{Request, Status};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Role {
+    Agent(String),
+    /// `None`: every team.
+    Supervisor(Option<String>),
+    Admin,
+}
+
+impl FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "admin" => Ok(Self::Admin),
+            Some(("agent", id)) if !id.is_empty() => Ok(Self::Agent(id.to_owned())),
+            Some(("supervisor", "*")) => Ok(Self::Supervisor(None)),
+            Some(("supervisor", team)) if !team.is_empty() => Ok(Self::Supervisor(Some(team.to_owned()))),
+            _ => Err(format!(
+                "unknown role {s:?}: expected \"agent:<id>\", \"supervisor:<team>\", \"supervisor:*\" or \"admin\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Agent(id) => write!(f, "agent:{id}"),
+            Self::Supervisor(Some(team)) => write!(f, "supervisor:{team}"),
+            Self::Supervisor(None) => write!(f, "supervisor:*"),
+            Self::Admin => write!(f, "admin"),
+        }
+    }
+}
+
+/// Who is calling: attached to every authenticated request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The token's name from the config (shown as who claimed an alert).
+    pub name: String,
+    pub role: Role,
+}
+
+impl Identity {
+    /// May stream calls of agent `agent_id`.
+    pub fn may_stream_as(&self, agent_id: &str) -> Result<(), Status> {
+        match &self.role {
+            Role::Admin => Ok(()),
+            Role::Agent(id) if id == agent_id => Ok(()),
+            _ => Err(Status::permission_denied(format!(
+                "{} ({}) may not stream calls of agent {agent_id:?}",
+                self.name, self.role
+            ))),
+        }
+    }
+
+    /// The team filter this identity is held to: `Some(None)` for every
+    /// team, `Some(Some(team))` for one, `None` when it may not supervise.
+    fn supervised(&self) -> Option<Option<&str>> {
+        match &self.role {
+            Role::Admin | Role::Supervisor(None) => Some(None),
+            Role::Supervisor(Some(team)) => Some(Some(team)),
+            Role::Agent(_) => None,
+        }
+    }
+
+    /// The teams to show for a request naming `team` (empty: any allowed):
+    /// `None` means every team.
+    pub fn teams_for(&self, team: &str) -> Result<Option<String>, Status> {
+        match (self.supervised(), team) {
+            (None, _) => Err(self.denied("watch calls")),
+            (Some(None), "") => Ok(None),
+            (Some(None), t) => Ok(Some(t.to_owned())),
+            (Some(Some(own)), "") => Ok(Some(own.to_owned())),
+            (Some(Some(own)), t) if t == own => Ok(Some(own.to_owned())),
+            (Some(Some(own)), t) => Err(Status::permission_denied(format!(
+                "{} (supervisor of {own}) may not watch team {t:?}",
+                self.name
+            ))),
+        }
+    }
+
+    /// May watch or act on a call of `team`.
+    pub fn may_supervise(&self, team: &str) -> Result<(), Status> {
+        match self.supervised() {
+            Some(None) => Ok(()),
+            Some(Some(own)) if own == team => Ok(()),
+            _ => Err(self.denied(&format!("watch calls of team {team:?}"))),
+        }
+    }
+
+    pub fn may_administer(&self) -> Result<(), Status> {
+        match self.role {
+            Role::Admin => Ok(()),
+            _ => Err(self.denied("change the server's rules")),
+        }
+    }
+
+    fn denied(&self, what: &str) -> Status {
+        Status::permission_denied(format!("{} ({}) may not {what}", self.name, self.role))
+    }
+}
+
+/// The identity attached by [`Tokens::authenticate`].
+pub fn identity<T>(req: &Request<T>) -> Result<Identity, Status> {
+    req.extensions()
+        .get::<Identity>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("no credentials"))
+}
+
+/// Token → identity, from the config.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens(Arc<HashMap<String, Identity>>);
+
+impl Tokens {
+    pub fn new(tokens: impl IntoIterator<Item = (String, Identity)>) -> Self {
+        Self(Arc::new(tokens.into_iter().collect()))
+    }
+
+    /// The interceptor: `authorization: Bearer <token>`.
+    #[allow(clippy::result_large_err)] // tonic's interceptor signature
+    pub fn authenticate(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let header = req
+            .metadata()
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing \"authorization: Bearer <token>\" metadata"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| Status::unauthenticated("the authorization metadata must be \"Bearer <token>\""))?;
+        let identity = self
+            .0
+            .get(token.trim())
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        req.extensions_mut().insert(identity);
+        Ok(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn who(role: &str) -> Identity {
+        Identity {
+            name: "t".into(),
+            role: role.parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn roles_parse_and_bad_ones_are_named() {
+        assert_eq!("agent:a7".parse(), Ok(Role::Agent("a7".into())));
+        assert_eq!("supervisor:*".parse(), Ok(Role::Supervisor(None)));
+        for bad in ["agent:", "boss", "supervisor:", "admin:x"] {
+            assert!(bad.parse::<Role>().unwrap_err().contains(bad));
+        }
+    }
+
+    #[test]
+    fn each_role_reaches_only_its_scope() {
+        let agent = who("agent:a7");
+        assert!(agent.may_stream_as("a7").is_ok());
+        assert!(agent.may_stream_as("a8").is_err());
+        assert!(agent.teams_for("").is_err() && agent.may_administer().is_err());
+
+        let sup = who("supervisor:billing");
+        assert_eq!(sup.teams_for("").unwrap(), Some("billing".into()));
+        assert_eq!(sup.teams_for("sales").unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert!(sup.may_supervise("billing").is_ok() && sup.may_supervise("sales").is_err());
+        assert!(sup.may_stream_as("a7").is_err() && sup.may_administer().is_err());
+
+        let all = who("supervisor:*");
+        assert_eq!(all.teams_for("").unwrap(), None);
+        assert_eq!(all.teams_for("sales").unwrap(), Some("sales".into()));
+
+        let admin = who("admin");
+        assert!(admin.may_administer().is_ok() && admin.may_stream_as("a7").is_ok());
+    }
+}

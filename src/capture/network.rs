@@ -1,0 +1,340 @@
+//! Audio streamed over the network by a softphone (the gRPC `CallIngest`
+//! service): packets of encoded samples per channel, with sequence numbers.
+//!
+//! Unlike a sound card, a network peer can be made to wait: when a ring is
+//! full the [`Inlet`] waits for room instead of dropping samples, the gRPC
+//! stream stops being read, and HTTP/2 flow control pushes back on the
+//! sender. A softphone sending faster than the pipeline runs is slowed down;
+//! memory stays bounded by the rings.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use tokio::sync::oneshot;
+
+use super::{AudioSource, Running, SourceFormat};
+use crate::buffer::RingWriter;
+
+/// How samples are encoded on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// Signed 16-bit little-endian PCM.
+    Pcm16Le,
+    /// 32-bit little-endian float, -1.0..1.0.
+    F32Le,
+    /// G.711 µ-law.
+    MuLaw,
+    /// G.711 A-law.
+    ALaw,
+}
+
+impl Encoding {
+    pub fn bytes_per_sample(self) -> usize {
+        match self {
+            Self::Pcm16Le => 2,
+            Self::F32Le => 4,
+            Self::MuLaw | Self::ALaw => 1,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum FrameError {
+    #[error("{len} bytes is not a whole number of {encoding:?} samples ({width} bytes each)")]
+    PartialSample {
+        encoding: Encoding,
+        len: usize,
+        width: usize,
+    },
+    #[error("sample {index} is {value}, not a finite number")]
+    NotFinite { index: usize, value: f32 },
+}
+
+/// Decodes one packet, appending samples in -1.0..1.0 to `out`.
+pub fn decode(encoding: Encoding, data: &[u8], out: &mut Vec<f32>) -> Result<(), FrameError> {
+    let width = encoding.bytes_per_sample();
+    if data.len() % width != 0 {
+        return Err(FrameError::PartialSample {
+            encoding,
+            len: data.len(),
+            width,
+        });
+    }
+    match encoding {
+        Encoding::Pcm16Le => out.extend(
+            data.chunks_exact(2)
+                .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
+        ),
+        Encoding::F32Le => {
+            let start = out.len();
+            for (index, b) in data.chunks_exact(4).enumerate() {
+                let value = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                if !value.is_finite() {
+                    out.truncate(start);
+                    return Err(FrameError::NotFinite { index, value });
+                }
+                out.push(value);
+            }
+        }
+        Encoding::MuLaw => out.extend(data.iter().map(|&b| f32::from(ulaw_to_linear(b)) / 32768.0)),
+        Encoding::ALaw => out.extend(data.iter().map(|&b| f32::from(alaw_to_linear(b)) / 32768.0)),
+    }
+    Ok(())
+}
+
+/// G.711 µ-law expansion (ITU-T G.711, as in Sun's reference g711.c).
+fn ulaw_to_linear(byte: u8) -> i16 {
+    let u = !byte;
+    let t = ((i16::from(u & 0x0F) << 3) + 0x84) << ((u & 0x70) >> 4);
+    if u & 0x80 != 0 {
+        0x84 - t
+    } else {
+        t - 0x84
+    }
+}
+
+/// G.711 A-law expansion.
+fn alaw_to_linear(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let mut t = i16::from(a & 0x0F) << 4;
+    match (a & 0x70) >> 4 {
+        0 => t += 8,
+        1 => t += 0x108,
+        seg => t = (t + 0x108) << (seg - 1),
+    }
+    if a & 0x80 != 0 {
+        t
+    } else {
+        -t
+    }
+}
+
+/// The pipeline's side: an [`AudioSource`] whose audio comes from an [`Inlet`].
+pub struct NetworkSource {
+    format: SourceFormat,
+    writers: oneshot::Sender<Vec<RingWriter>>,
+    ended: std::sync::mpsc::Receiver<()>,
+}
+
+/// The network's side: where the service pushes decoded packets.
+pub struct PendingInlet {
+    encoding: Encoding,
+    rate: u32,
+    writers: oneshot::Receiver<Vec<RingWriter>>,
+    ended: std::sync::mpsc::Sender<()>,
+}
+
+/// A source for `format`, and the inlet that feeds it once the call starts.
+pub fn network_source(format: SourceFormat, encoding: Encoding) -> (NetworkSource, PendingInlet) {
+    let (writers_tx, writers_rx) = oneshot::channel();
+    let (ended_tx, ended_rx) = std::sync::mpsc::channel();
+    let rate = format.sample_rate;
+    (
+        NetworkSource {
+            format,
+            writers: writers_tx,
+            ended: ended_rx,
+        },
+        PendingInlet {
+            encoding,
+            rate,
+            writers: writers_rx,
+            ended: ended_tx,
+        },
+    )
+}
+
+impl AudioSource for NetworkSource {
+    fn format(&self) -> SourceFormat {
+        self.format.clone()
+    }
+
+    fn start(self: Box<Self>, writers: Vec<RingWriter>) -> Result<Box<dyn Running>> {
+        self.writers
+            .send(writers)
+            .map_err(|_| anyhow::anyhow!("the network stream went away before the call started"))?;
+        Ok(Box::new(NetworkRunning(self.ended)))
+    }
+}
+
+struct NetworkRunning(std::sync::mpsc::Receiver<()>);
+
+impl Running for NetworkRunning {
+    fn wait(self: Box<Self>) -> Result<()> {
+        // Nothing is ever sent: recv returns when the inlet is dropped.
+        let _ = self.0.recv();
+        Ok(())
+    }
+}
+
+impl PendingInlet {
+    /// Waits for the pipeline to start the source.
+    pub async fn open(self) -> Result<Inlet> {
+        let writers = self
+            .writers
+            .await
+            .map_err(|_| anyhow::anyhow!("the call's pipeline did not start"))?;
+        Ok(Inlet {
+            encoding: self.encoding,
+            rate: self.rate,
+            channels: writers
+                .into_iter()
+                .map(|writer| ChannelInlet {
+                    writer,
+                    next_seq: 0,
+                    samples: 0,
+                    gaps: 0,
+                    repeats: 0,
+                })
+                .collect(),
+            scratch: Vec::new(),
+            _ended: self.ended,
+        })
+    }
+}
+
+/// Feeds decoded packets into the call's rings. Dropping it ends the audio.
+pub struct Inlet {
+    encoding: Encoding,
+    rate: u32,
+    channels: Vec<ChannelInlet>,
+    scratch: Vec<f32>,
+    _ended: std::sync::mpsc::Sender<()>,
+}
+
+struct ChannelInlet {
+    writer: RingWriter,
+    next_seq: u64,
+    samples: u64,
+    gaps: u64,
+    repeats: u64,
+}
+
+/// Silence written for one sequence gap at most: a peer that skips a million
+/// numbers must not stall the call for hours of made-up audio.
+const MAX_GAP_FILL_S: f64 = 2.0;
+
+impl Inlet {
+    /// Decodes packet `seq` of `channel` and writes it, waiting for room.
+    /// A gap in the sequence is filled with silence (as long as the missing
+    /// packets, assumed this packet's size); a repeat is dropped. Both are
+    /// counted. `channel` must be a valid index (checked by the caller).
+    pub async fn push(&mut self, channel: usize, seq: u64, data: &[u8]) -> Result<(), FrameError> {
+        self.scratch.clear();
+        decode(self.encoding, data, &mut self.scratch)?;
+        let rate = self.rate;
+        let ch = &mut self.channels[channel];
+        if seq < ch.next_seq {
+            ch.repeats += 1;
+            metrics::counter!("callwatch_ingest_repeated_packets_total").increment(1);
+            return Ok(());
+        }
+        if seq > ch.next_seq {
+            let missing = seq - ch.next_seq;
+            ch.gaps += missing;
+            metrics::counter!("callwatch_ingest_missing_packets_total").increment(missing);
+            let fill = (missing.saturating_mul(self.scratch.len() as u64)).min((MAX_GAP_FILL_S * rate as f64) as u64);
+            self.scratch.splice(0..0, std::iter::repeat_n(0.0, fill as usize));
+        }
+        ch.next_seq = seq + 1;
+        ch.samples += self.scratch.len() as u64;
+        let mut rest = &self.scratch[..];
+        while !rest.is_empty() {
+            let n = ch.writer.vacant().min(rest.len());
+            if n == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            ch.writer.write(&rest[..n]);
+            rest = &rest[n..];
+        }
+        Ok(())
+    }
+
+    /// Call time of the audio received so far: the furthest channel.
+    pub fn received_s(&self) -> f64 {
+        self.channels.iter().map(|c| c.samples).max().unwrap_or(0) as f64 / self.rate as f64
+    }
+
+    /// Per channel: packets missing, packets repeated.
+    pub fn gaps(&self) -> Vec<u64> {
+        self.channels.iter().map(|c| c.gaps).collect()
+    }
+
+    pub fn repeats(&self) -> Vec<u64> {
+        self.channels.iter().map(|c| c.repeats).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn g711_reference_values() {
+        // Silence, and the extremes, from the G.711 tables.
+        assert_eq!(ulaw_to_linear(0xFF), 0);
+        assert_eq!(ulaw_to_linear(0x7F), 0);
+        assert_eq!(ulaw_to_linear(0x00), -32124);
+        assert_eq!(ulaw_to_linear(0x80), 32124);
+        assert_eq!(alaw_to_linear(0xD5), 8);
+        assert_eq!(alaw_to_linear(0x55), -8);
+        assert_eq!(alaw_to_linear(0xAA), 32256);
+        assert_eq!(alaw_to_linear(0x2A), -32256);
+    }
+
+    #[test]
+    fn partial_samples_are_refused_by_name() {
+        let mut out = Vec::new();
+        let err = decode(Encoding::Pcm16Le, &[1, 2, 3], &mut out).unwrap_err();
+        assert_eq!(err.to_string(), "3 bytes is not a whole number of Pcm16Le samples (2 bytes each)");
+        let nan = f32::NAN.to_le_bytes();
+        assert!(matches!(decode(Encoding::F32Le, &nan, &mut out), Err(FrameError::NotFinite { index: 0, .. })));
+        assert!(out.is_empty());
+    }
+
+    #[tokio::test]
+    async fn gaps_are_filled_and_repeats_dropped() {
+        let format = SourceFormat {
+            sample_rate: 8000,
+            channels: vec![crate::audio::Channel::Agent],
+        };
+        let (source, pending) = network_source(format, Encoding::MuLaw);
+        let (writer, mut reader) = crate::buffer::ring(8000);
+        let _running = Box::new(source).start(vec![writer]).unwrap();
+        let mut inlet = pending.open().await.unwrap();
+        let packet = [0x80u8; 160];
+        inlet.push(0, 0, &packet).await.unwrap();
+        inlet.push(0, 2, &packet).await.unwrap(); // packet 1 lost
+        inlet.push(0, 2, &packet).await.unwrap(); // repeated
+        assert_eq!((inlet.gaps(), inlet.repeats()), (vec![1], vec![1]));
+        assert_eq!(inlet.received_s(), 480.0 / 8000.0);
+        let mut got = Vec::new();
+        reader.read_into(&mut got);
+        assert_eq!(got.len(), 480);
+        assert!(got[160..320].iter().all(|&s| s == 0.0) && got[320] > 0.9);
+    }
+
+    proptest! {
+        // Fuzzing the frame decoder: any bytes, any encoding, never a panic;
+        // either an error naming the problem or exactly len/width samples in range.
+        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        #[test]
+        fn decoding_any_bytes_is_total(enc in 0..4usize, data in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let encoding = [Encoding::Pcm16Le, Encoding::F32Le, Encoding::MuLaw, Encoding::ALaw][enc];
+            let mut out = vec![0.5];
+            match decode(encoding, &data, &mut out) {
+                Ok(()) => {
+                    prop_assert_eq!(out.len(), 1 + data.len() / encoding.bytes_per_sample());
+                    if encoding != Encoding::F32Le {
+                        prop_assert!(out.iter().all(|s| (-1.0..=1.0).contains(s)));
+                    }
+                }
+                Err(FrameError::PartialSample { len, width, .. }) => prop_assert!(len % width != 0),
+                Err(FrameError::NotFinite { .. }) => prop_assert_eq!(encoding, Encoding::F32Le),
+            }
+            if out.len() != 1 { prop_assert_eq!(out[0], 0.5) }
+        }
+    }
+}
