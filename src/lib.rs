@@ -9,10 +9,10 @@
 //! [`model`] makes the Whisper model the pipeline runs on. See ARCHITECTURE.md.
 
 pub mod alerts;
+pub mod api;
 pub mod audio;
 pub mod bench;
 pub mod buffer;
-pub mod api;
 pub mod capture;
 pub mod events;
 pub mod model;

@@ -8,12 +8,12 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
+use callwatch::api::{self, client::Style};
 use callwatch::capture::device::{self, DeviceSource};
 use callwatch::capture::replay::{Pace, Replay};
 use callwatch::monitor::{self, Output, RuleSetup};
 use callwatch::rules::{config::Rulebook, sidecar};
 use callwatch::transcribe::pool::{Pool, PoolConfig};
-use callwatch::api::{self, client::Style};
 use callwatch::{audio, bench, model, transcribe, transcript, vad};
 
 #[derive(Parser)]

@@ -187,7 +187,10 @@ mod tests {
 
         let sup = who("supervisor:billing");
         assert_eq!(sup.teams_for("").unwrap(), Some("billing".into()));
-        assert_eq!(sup.teams_for("sales").unwrap_err().code(), tonic::Code::PermissionDenied);
+        assert_eq!(
+            sup.teams_for("sales").unwrap_err().code(),
+            tonic::Code::PermissionDenied
+        );
         assert!(sup.may_supervise("billing").is_ok() && sup.may_supervise("sales").is_err());
         assert!(sup.may_stream_as("a7").is_err() && sup.may_administer().is_err());
 

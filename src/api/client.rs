@@ -49,7 +49,8 @@ impl Connection {
         if self.server.starts_with("https://") {
             let mut tls = ClientTlsConfig::new().with_enabled_roots();
             if let Some(ca) = &self.ca {
-                let pem = std::fs::read(ca).with_context(|| format!("{}: cannot read the CA certificate", ca.display()))?;
+                let pem =
+                    std::fs::read(ca).with_context(|| format!("{}: cannot read the CA certificate", ca.display()))?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
             }
             endpoint = endpoint.tls_config(tls)?;
@@ -66,12 +67,16 @@ impl Connection {
 
     pub async fn ingest(&self) -> Result<pb::call_ingest_client::CallIngestClient<Authed>> {
         let (channel, bearer) = self.channel().await?;
-        Ok(pb::call_ingest_client::CallIngestClient::with_interceptor(channel, bearer))
+        Ok(pb::call_ingest_client::CallIngestClient::with_interceptor(
+            channel, bearer,
+        ))
     }
 
     pub async fn supervisor(&self) -> Result<pb::supervisor_client::SupervisorClient<Authed>> {
         let (channel, bearer) = self.channel().await?;
-        Ok(pb::supervisor_client::SupervisorClient::with_interceptor(channel, bearer))
+        Ok(pb::supervisor_client::SupervisorClient::with_interceptor(
+            channel, bearer,
+        ))
     }
 
     pub async fn admin(&self) -> Result<pb::admin_client::AdminClient<Authed>> {
@@ -264,10 +269,15 @@ pub fn show_server_message(msg: &pb::ServerMessage, style: Style) -> Option<Stri
         (Message::Nudge(a), Style::Json) => Some(RuleOutput::Alert(Alert::from(a)).to_json()),
         (Message::Nudge(a), _) => Some(paint(style, a.severity, &format!("nudge {}", Alert::from(a)))),
         (Message::Retraction(r), Style::Json) => Some(retraction_json(r)),
-        (Message::Retraction(r), _) => Some(format!("nudge {} withdrawn: the final transcript disagreed", r.alert_id)),
+        (Message::Retraction(r), _) => Some(format!(
+            "nudge {} withdrawn: the final transcript disagreed",
+            r.alert_id
+        )),
         (Message::Ended(e), Style::Json) => e.scorecard.as_ref().map(|c| Scorecard::from(c).to_json()),
         (Message::Ended(e), _) => Some(show_ended(e)),
-        (Message::Accepted(info), Style::Json) => Some(serde_json::json!({"type": "accepted", "call_id": info.call_id}).to_string()),
+        (Message::Accepted(info), Style::Json) => {
+            Some(serde_json::json!({"type": "accepted", "call_id": info.call_id}).to_string())
+        }
         (Message::Accepted(info), _) => Some(format!("call {} accepted", info.call_id)),
         (Message::Ack(_), _) => None,
     }
@@ -291,7 +301,11 @@ fn show_ended(e: &pb::CallEnded) -> String {
         state.trim_start_matches("CALL_STATE_").to_lowercase(),
         info.audio_s,
         info.alerts,
-        if info.reason.is_empty() { String::new() } else { format!(": {}", info.reason) }
+        if info.reason.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", info.reason)
+        }
     );
     if let Some(card) = &e.scorecard {
         text.push('\n');
@@ -322,11 +336,16 @@ pub fn show_alert_event(event: &pb::AlertEvent, style: Style) -> Option<String> 
             a.alert_id,
             a.call_id,
             a.by,
-            if a.note.is_empty() { String::new() } else { format!(": {}", a.note) }
+            if a.note.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", a.note)
+            }
         )),
-        (Event::CallStarted(s), _) => s.call.as_ref().map(|c| {
-            format!("call {} started: agent {}, team {}", c.call_id, c.agent_id, c.team)
-        }),
+        (Event::CallStarted(s), _) => s
+            .call
+            .as_ref()
+            .map(|c| format!("call {} started: agent {}, team {}", c.call_id, c.agent_id, c.team)),
         (Event::CallEnded(e), _) => Some(show_ended(e)),
     }
 }
@@ -363,7 +382,11 @@ pub async fn watch(
         };
         let result = async {
             let mut client = conn.supervisor().await?;
-            let mut stream = client.watch_alerts(request).await.map_err(status_error_keep)?.into_inner();
+            let mut stream = client
+                .watch_alerts(request)
+                .await
+                .map_err(status_error_keep)?
+                .into_inner();
             backoff = Duration::from_millis(250);
             while let Some(event) = stream.message().await.map_err(status_error_keep)? {
                 resume_after = event.cursor.clone();
@@ -402,4 +425,3 @@ pub async fn watch(
 fn status_error_keep(status: Status) -> anyhow::Error {
     anyhow::Error::new(status)
 }
-

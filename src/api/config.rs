@@ -43,6 +43,9 @@ pub struct Limits {
     pub max_calls: usize,
     /// Largest audio packet, bytes.
     pub max_chunk_bytes: usize,
+    /// Events queued for one dashboard stream (in the feed, and again on
+    /// the stream) before it is switched to catching up from the store.
+    pub subscriber_queue: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -85,6 +88,7 @@ impl Default for ServeConfig {
             limits: Limits {
                 max_calls: 64,
                 max_chunk_bytes: 64 * 1024,
+                subscriber_queue: 256,
             },
             tls: None,
             auth: Auth::default(),
@@ -129,8 +133,10 @@ impl ServeConfig {
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }
-        if self.limits.max_calls == 0 || self.limits.max_chunk_bytes < 64 {
-            bail!("bad configuration: limits.max_calls must be ≥ 1 and limits.max_chunk_bytes ≥ 64");
+        if self.limits.max_calls == 0 || self.limits.max_chunk_bytes < 64 || self.limits.subscriber_queue == 0 {
+            bail!(
+                "bad configuration: limits.max_calls and limits.subscriber_queue must be ≥ 1, limits.max_chunk_bytes ≥ 64"
+            );
         }
         if let Some(tls) = &self.tls {
             for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
@@ -147,7 +153,11 @@ impl ServeConfig {
         let mut entries = Vec::new();
         for (n, t) in self.auth.tokens.iter().enumerate() {
             let at = || format!("bad configuration: auth.tokens[{n}]");
-            let role: Role = t.role.parse().map_err(|e: String| anyhow::anyhow!(e)).with_context(at)?;
+            let role: Role = t
+                .role
+                .parse()
+                .map_err(|e: String| anyhow::anyhow!(e))
+                .with_context(at)?;
             if t.token.len() < 8 {
                 bail!("{}: a token must be at least 8 characters", at());
             }
@@ -176,7 +186,7 @@ mod tests {
 
     #[test]
     fn file_then_flags() {
-        let cfg = load(&format!("listen = \"127.0.0.1:7000\"\n[limits]\nmax_calls = 3\nmax_chunk_bytes = 4096\n{TOKENS}")).unwrap();
+        let cfg = load(&format!("listen = \"127.0.0.1:7000\"\n[limits]\nmax_calls = 3\nmax_chunk_bytes = 4096\nsubscriber_queue = 8\n{TOKENS}")).unwrap();
         assert_eq!(cfg.listen.port(), 7000);
         assert_eq!(cfg.limits.max_calls, 3);
         assert_eq!(cfg.rules, PathBuf::from("rules/default.toml"));

@@ -1,7 +1,7 @@
 //! The alert feed's fan-out: record in the store, then publish to every
 //! live subscriber whose filter matches.
 //!
-//! Backpressure: each subscriber has a bounded queue ([`SUBSCRIBER_QUEUE`]).
+//! Backpressure: each subscriber has a bounded queue (`limits.subscriber_queue`).
 //! Publishing never waits: a subscriber whose queue is full is cut off (its
 //! queue closes) and its stream switches to catching up from the store,
 //! then subscribes again. So a stalled dashboard costs the pipeline nothing
@@ -13,6 +13,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
@@ -21,8 +22,6 @@ use tokio::sync::{mpsc, watch};
 use super::pb;
 use super::store::{FeedEntry, Meta, Store};
 
-/// Live events a subscriber may have queued before it is switched to catch-up.
-pub const SUBSCRIBER_QUEUE: usize = 256;
 /// Feed entries read from the store at a time while catching up.
 const CATCH_UP_BATCH: usize = 256;
 
@@ -77,14 +76,25 @@ struct Subscriber {
 pub struct Feed {
     pub store: Arc<Store>,
     subscribers: Mutex<Vec<Subscriber>>,
+    /// Live events a subscriber may have queued before it is switched to catch-up.
+    queue: usize,
+    /// Subscribers cut off for falling behind, since the start.
+    lagged: AtomicU64,
 }
 
 impl Feed {
-    pub fn new(store: Arc<Store>) -> Self {
+    pub fn new(store: Arc<Store>, queue: usize) -> Self {
         Self {
             store,
             subscribers: Mutex::new(Vec::new()),
+            queue,
+            lagged: AtomicU64::new(0),
         }
+    }
+
+    /// Subscribers cut off for falling behind (each then caught up from the store).
+    pub fn lagged(&self) -> u64 {
+        self.lagged.load(Ordering::Relaxed)
     }
 
     /// Stores `event` (its call, agent and team filled in from `meta`), then publishes it. Blocking (an fsync): call from the
@@ -104,6 +114,7 @@ impl Feed {
             match s.tx.try_send(entry.clone()) {
                 Ok(()) => true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.lagged.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("callwatch_feed_subscribers_lagged_total").increment(1);
                     false
                 }
@@ -115,7 +126,7 @@ impl Feed {
     }
 
     fn subscribe(&self, filter: Filter) -> mpsc::Receiver<Arc<FeedEntry>> {
-        let (tx, rx) = mpsc::channel(SUBSCRIBER_QUEUE);
+        let (tx, rx) = mpsc::channel(self.queue);
         self.subscribers
             .lock()
             .expect("feed lock poisoned")
@@ -185,7 +196,9 @@ impl Feed {
 
 async fn send_internal(out: &mpsc::Sender<Result<pb::AlertEvent, tonic::Status>>) {
     let _ = out
-        .send(Err(tonic::Status::internal("cannot read the alert feed from the store")))
+        .send(Err(tonic::Status::internal(
+            "cannot read the alert feed from the store",
+        )))
         .await;
 }
 
@@ -238,11 +251,12 @@ mod tests {
     #[tokio::test]
     async fn a_stalled_subscriber_is_cut_off_and_catches_up_from_the_store() {
         let dir = tempfile::tempdir().unwrap();
-        let feed = Arc::new(Feed::new(Arc::new(Store::open(dir.path()).unwrap())));
+        let queue = 16;
+        let feed = Arc::new(Feed::new(Arc::new(Store::open(dir.path()).unwrap()), queue));
         let (_stop, shutdown) = watch::channel(false);
         let (out, mut events) = mpsc::channel(1);
         tokio::spawn(feed.clone().follow(Filter::default(), Some(Cursor(0)), out, shutdown));
-        let n = SUBSCRIBER_QUEUE as u64 * 3;
+        let n = queue as u64 * 10;
         let recorder = feed.clone();
         // Recording never waits for the subscriber, which reads nothing yet.
         tokio::task::spawn_blocking(move || {
@@ -259,6 +273,7 @@ mod tests {
         })
         .await
         .unwrap();
+        assert!(feed.lagged() >= 1, "the subscriber was never cut off");
         for id in 0..n {
             let event = events.recv().await.unwrap().unwrap();
             assert_eq!(event.cursor, Cursor(id as i64 + 1).to_string());

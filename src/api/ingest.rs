@@ -83,10 +83,7 @@ fn check_start(start: &pb::CallStart) -> Result<Setup, Status> {
         }
     };
     if !(8_000..=48_000).contains(&start.sample_rate) {
-        return invalid(format!(
-            "sample_rate {} Hz is outside 8000–48000 Hz",
-            start.sample_rate
-        ));
+        return invalid(format!("sample_rate {} Hz is outside 8000–48000 Hz", start.sample_rate));
     }
     let channels = start
         .channels
@@ -219,7 +216,12 @@ impl Session {
             severity: None,
             rule_id: None,
         };
-        record(&shared.feed, &meta, pb::alert_event::Event::CallStarted(pb::CallStarted { call: Some(info) })).await;
+        record(
+            &shared.feed,
+            &meta,
+            pb::alert_event::Event::CallStarted(pb::CallStarted { call: Some(info) }),
+        )
+        .await;
         Ok(Self {
             call,
             meta,
@@ -357,7 +359,9 @@ impl Session {
                 let _ = tx.send(out(Out::Ended(ended))).await;
             }
             (_, None) => {
-                let _ = tx.send(Err(Status::internal("the call's session failed; see the server log"))).await;
+                let _ = tx
+                    .send(Err(Status::internal("the call's session failed; see the server log")))
+                    .await;
             }
         }
     }
@@ -408,7 +412,9 @@ fn control(c: &pb::CallControl, t_s: f64) -> Result<Control, Status> {
         }
     };
     if kind == ControlKind::Transfer && c.transfer_to.is_empty() {
-        return Err(Status::invalid_argument("CallControl TRANSFER needs transfer_to: the recipient's name"));
+        return Err(Status::invalid_argument(
+            "CallControl TRANSFER needs transfer_to: the recipient's name",
+        ));
     }
     Ok(Control {
         t_s,
@@ -549,8 +555,10 @@ impl Publisher<'_> {
                     rule_id: Some(rule_id),
                     ..self.meta.clone()
                 };
-                self.feed
-                    .record(meta, alert_event(pb::alert_event::Event::Retraction(retraction.clone())))?;
+                self.feed.record(
+                    meta,
+                    alert_event(pb::alert_event::Event::Retraction(retraction.clone())),
+                )?;
                 self.call.info.lock().expect("poisoned").alerts = self.raised.len() as u32;
                 self.call.publish(Update::Retraction(retraction.clone()));
                 if nudged {

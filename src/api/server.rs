@@ -82,7 +82,11 @@ impl Server {
         let rules = LoadedRules::load(&config.rules)?;
         let model_path = config.model.clone().unwrap_or_else(crate::model::default_model);
         let defaults = PoolConfig::default();
-        let workers = if config.workers == 0 { defaults.workers } else { config.workers };
+        let workers = if config.workers == 0 {
+            defaults.workers
+        } else {
+            config.workers
+        };
         let threads = config.threads.max(1);
         let pool = tokio::task::spawn_blocking(move || -> Result<Pool> {
             let model = Model::load(&model_path)?;
@@ -118,7 +122,7 @@ impl Server {
         let (stop, shutdown) = watch::channel(false);
         let grace = Duration::from_secs_f64(config.shutdown_grace_s);
         let shared = Arc::new(Shared {
-            feed: Arc::new(Feed::new(store.clone())),
+            feed: Arc::new(Feed::new(store.clone(), config.limits.subscriber_queue)),
             store,
             pool: Arc::new(pool),
             calls: Calls::default(),
@@ -179,6 +183,11 @@ impl Server {
             grace,
             shared,
         })
+    }
+
+    /// The alert feed (for its figures).
+    pub fn feed(&self) -> &Feed {
+        &self.shared.feed
     }
 
     /// Stops accepting calls and requests, lets calls in progress finish

@@ -13,10 +13,6 @@ use super::store::AckError;
 use super::{auth, now_unix_ms, pb};
 use pb::call_update::Update;
 
-/// Events queued for one dashboard's stream; behind that the feed's own
-/// per-subscriber queue and the store take over.
-const STREAM_QUEUE: usize = 64;
-
 pub struct Supervisor {
     pub shared: Arc<Shared>,
     /// Claims are checked and recorded one at a time, so two supervisors
@@ -69,7 +65,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             min_severity: req.min_severity,
             rule_id: (!req.rule_id.is_empty()).then_some(req.rule_id),
         };
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        // Behind this queue, the feed's own per-subscriber queue, then the store.
+        let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let feed = self.shared.feed.clone();
         tokio::spawn(feed.follow(filter, after, tx, self.shared.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -90,7 +87,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             _ => None,
         });
         who.may_supervise(team.as_deref().unwrap_or_default())?;
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+        let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let shared = self.shared.clone();
         tokio::spawn(async move {
             for update in snapshot {
@@ -107,7 +104,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
                 };
                 match update {
                     Ok(update) => {
-                        let over = matches!(&update.update, Some(Update::Call(i)) if i.state != pb::CallState::Live as i32);
+                        let over =
+                            matches!(&update.update, Some(Update::Call(i)) if i.state != pb::CallState::Live as i32);
                         if tx.send(Ok(update)).await.is_err() || over {
                             return;
                         }
@@ -132,7 +130,10 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
-    async fn list_calls(&self, request: Request<pb::ListCallsRequest>) -> Result<Response<pb::ListCallsResponse>, Status> {
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
         let who = auth::identity(&request)?;
         let req = request.into_inner();
         let team = who.teams_for(&req.team)?;

@@ -288,9 +288,15 @@ mod tests {
     fn partial_samples_are_refused_by_name() {
         let mut out = Vec::new();
         let err = decode(Encoding::Pcm16Le, &[1, 2, 3], &mut out).unwrap_err();
-        assert_eq!(err.to_string(), "3 bytes is not a whole number of Pcm16Le samples (2 bytes each)");
+        assert_eq!(
+            err.to_string(),
+            "3 bytes is not a whole number of Pcm16Le samples (2 bytes each)"
+        );
         let nan = f32::NAN.to_le_bytes();
-        assert!(matches!(decode(Encoding::F32Le, &nan, &mut out), Err(FrameError::NotFinite { index: 0, .. })));
+        assert!(matches!(
+            decode(Encoding::F32Le, &nan, &mut out),
+            Err(FrameError::NotFinite { index: 0, .. })
+        ));
         assert!(out.is_empty());
     }
 

@@ -694,7 +694,14 @@ impl Engine {
                 if let CallEvent::Control(c) = event {
                     if c.kind == *kind {
                         let name = describe(&Trigger::Event(*kind));
-                        self.fail(rule, i, Party::Both, (c.t_s, c.t_s), format!("call {name} at {:.1} s", c.t_s), out);
+                        self.fail(
+                            rule,
+                            i,
+                            Party::Both,
+                            (c.t_s, c.t_s),
+                            format!("call {name} at {:.1} s", c.t_s),
+                            out,
+                        );
                     }
                 }
             }
