@@ -1,5 +1,6 @@
 # callwatch — the two commands a newcomer needs:
-#   make demo   set up, then follow the bundled sample call live
+#   make demo   set up, then stream the bundled sample call through the
+#               server and follow the supervisor feed live
 #   make test   set up, then run the whole test suite
 # Set-up installs build packages (scripts/setup.sh), builds in release mode
 # and fetches + converts the Whisper model into models/ (cached).
@@ -9,7 +10,6 @@ BIN := target/release/callwatch
 # A call where the agent puts the caller on hold without asking: its alerts
 # fire live. Its call control (hold/unhold) comes from the sidecar file.
 SAMPLE ?= tests/fixtures/calls/hold_violation_call.wav
-EVENTS = $(SAMPLE:.wav=.events.jsonl)
 
 .PHONY: all setup deps build model demo test bench lint fixtures clean-models
 
@@ -27,7 +27,7 @@ model: build
 setup: model
 
 demo: setup
-	$(BIN) monitor $(SAMPLE) $$([ -f $(EVENTS) ] && echo --events $(EVENTS))
+	SAMPLE=$(SAMPLE) BIN=$(BIN) bash scripts/demo.sh
 
 # Release mode: the tests run real Whisper inference, and whisper.cpp built in
 # debug mode is an order of magnitude slower. One test at a time: each
@@ -40,6 +40,7 @@ bench: setup
 	$(BIN) bench transcribe
 	$(BIN) bench capacity
 	$(BIN) bench rules
+	$(BIN) bench serve
 
 lint:
 	$(CARGO) fmt --all -- --check

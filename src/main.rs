@@ -278,6 +278,23 @@ enum BenchCommand {
         #[arg(long)]
         model: Option<PathBuf>,
     },
+    /// K softphones streaming over loopback gRPC: end of speech to alert at a dashboard.
+    Serve {
+        /// The call every softphone streams (with its .events.jsonl, if any).
+        #[arg(long, default_value = "tests/fixtures/calls/abuse_call.wav")]
+        file: PathBuf,
+        /// Numbers of concurrent calls to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,8,16,24")]
+        calls: Vec<usize>,
+        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_RULES)]
+        rules: PathBuf,
+        /// Transcriber threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Concurrent real-time calls on one machine: final latency, CPU, memory.
     Capacity {
         /// The call replayed by every simulated agent.
@@ -540,6 +557,22 @@ fn run(cli: Cli) -> Result<()> {
             workers,
             threads,
         }),
+        Command::Bench {
+            command:
+                BenchCommand::Serve {
+                    file,
+                    calls,
+                    model,
+                    rules,
+                    workers,
+                },
+        } => runtime()?.block_on(bench::serve_load(&bench::ServeLoadOptions {
+            file,
+            model: model.unwrap_or_else(model::default_model),
+            rules,
+            calls,
+            workers,
+        })),
         Command::Bench {
             command:
                 BenchCommand::Transcribe {

@@ -125,6 +125,7 @@ impl Feed {
         Ok(entry)
     }
 
+    /// Briefly blocking: it may wait for a `record` in progress (one insert).
     fn subscribe(&self, filter: Filter) -> mpsc::Receiver<Arc<FeedEntry>> {
         let (tx, rx) = mpsc::channel(self.queue);
         self.subscribers

@@ -492,7 +492,7 @@ fn follow(
         for output in engine.feed(&event) {
             publisher.output(output)?;
         }
-        publisher.scorecard(engine.scorecard())?;
+        publisher.scorecard(engine.scorecard());
     }
     let report = pipeline.join()?;
     // The stream task has closed the channel by now: every control is here.
@@ -570,13 +570,12 @@ impl Publisher<'_> {
     }
 
     /// Publishes the scorecard when it changed.
-    fn scorecard(&mut self, card: &crate::rules::Scorecard) -> anyhow::Result<()> {
+    fn scorecard(&mut self, card: &crate::rules::Scorecard) {
         let card = pb::Scorecard::from(card);
         if card != self.scorecard {
             self.scorecard = card.clone();
             *self.call.scorecard.lock().expect("poisoned") = card.clone();
             self.call.publish(Update::Scorecard(card));
         }
-        Ok(())
     }
 }

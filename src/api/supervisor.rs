@@ -81,7 +81,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let live = self.shared.calls.get(&call_id);
         // Subscribe before the snapshot: nothing falls between the two.
         let updates = live.as_ref().map(|c| c.updates.subscribe());
-        let snapshot = self.snapshot(&call_id).await?.ok_or_else(|| not_found(&call_id))?;
+        let snapshot = Self::snapshot_of(&self.shared, &call_id).await?.ok_or_else(|| not_found(&call_id))?;
         let team = snapshot.first().and_then(|u| match &u.update {
             Some(Update::Call(info)) => Some(info.team.clone()),
             _ => None,
@@ -210,10 +210,6 @@ impl pb::supervisor_server::Supervisor for Supervisor {
 }
 
 impl Supervisor {
-    async fn snapshot(&self, call_id: &str) -> Result<Option<Vec<pb::CallUpdate>>, Status> {
-        Self::snapshot_of(&self.shared, call_id).await
-    }
-
     /// What is known of a call now, as updates: its info first, then the
     /// final transcript, alerts, retractions, claims and the scorecard.
     async fn snapshot_of(shared: &Arc<Shared>, call_id: &str) -> Result<Option<Vec<pb::CallUpdate>>, Status> {

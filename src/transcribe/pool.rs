@@ -8,7 +8,12 @@
 //!   one is stale), and a final removes its utterance's queued partials;
 //! - when `max_partials` are queued, the oldest partial is shed;
 //! - finals are never shed: when `max_finals` are queued the submitter waits
-//!   (back-pressure on that call's front end).
+//!   (back-pressure on that call's front end);
+//! - with two or more workers, one is always kept from partials: a decode
+//!   cannot be interrupted, so a final arriving while every worker is busy
+//!   with a partial would wait for one to finish. Under load, partials (which
+//!   re-decode a growing utterance and cost more than finals) are then shed
+//!   instead of delaying finals.
 //!
 //! Shed partials are counted; a consumer sees them only as fewer revisions.
 
@@ -82,6 +87,8 @@ impl PoolStats {
 struct Queue {
     finals: VecDeque<Job>,
     partials: VecDeque<Job>,
+    /// Partials being decoded now.
+    partials_running: usize,
     closed: bool,
 }
 
@@ -163,6 +170,7 @@ impl Drop for Pool {
 }
 
 fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
+    let partial_slots = shared.cfg.workers.saturating_sub(1).max(1);
     loop {
         let job = {
             let mut q = shared.queue.lock().expect("poisoned");
@@ -171,8 +179,11 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
                     shared.room.notify_one();
                     break job;
                 }
-                if let Some(job) = q.partials.pop_front() {
-                    break job;
+                if q.partials_running < partial_slots {
+                    if let Some(job) = q.partials.pop_front() {
+                        q.partials_running += 1;
+                        break job;
+                    }
                 }
                 if q.closed {
                     return;
@@ -211,6 +222,9 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
             job.sink.send(Event::Transcript(t));
         } else {
             job.sink.send_partial(t);
+            shared.queue.lock().expect("poisoned").partials_running -= 1;
+            // A worker may be waiting for this partial slot.
+            shared.work.notify_one();
         }
     }
 }

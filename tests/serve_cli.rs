@@ -1,0 +1,203 @@
+//! `callwatch serve`, `softphone` and `watch` as processes, as an operator
+//! runs them: configuration errors, the supervisor feed printing what
+//! `monitor` prints, and a graceful shutdown on SIGTERM mid-call.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use callwatch::api::client::Connection;
+use callwatch::api::pb;
+use common::{callwatch, fixture, q8_model};
+use predicates::prelude::*;
+
+const SUPERVISOR: &str = "cli-supervisor";
+const AGENT: &str = "cli-agent-a17";
+
+fn write_config(dir: &Path) -> std::path::PathBuf {
+    let path = dir.join("callwatch.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"listen = "127.0.0.1:0"
+data = "{data}"
+model = "{model}"
+rules = "{root}/rules/default.toml"
+workers = 2
+shutdown_grace_s = 20
+
+[[auth.tokens]]
+token = "{SUPERVISOR}"
+role = "supervisor:billing"
+
+[[auth.tokens]]
+token = "{AGENT}"
+role = "agent:a17"
+"#,
+            data = dir.join("data").display(),
+            model = q8_model().display(),
+            root = env!("CARGO_MANIFEST_DIR"),
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `callwatch serve` and reads the address it bound.
+fn serve(config: &Path) -> (Child, String) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("callwatch serving on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, format!("http://{addr}"))
+}
+
+fn terminate(child: &Child) {
+    // SAFETY: a plain signal to a child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+}
+
+#[test]
+fn bad_configuration_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("callwatch.toml");
+    std::fs::write(&path, "listen = \"127.0.0.1:0\"\n").unwrap();
+    callwatch()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("no [[auth.tokens]]"));
+    std::fs::write(&path, "[[auth.tokens]]\ntoken = \"long-enough\"\nrole = \"boss\"\n").unwrap();
+    callwatch()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("auth.tokens[0]").and(predicate::str::contains("unknown role \"boss\"")));
+    // The environment overrides the file, and is checked too.
+    std::fs::write(&path, "[[auth.tokens]]\ntoken = \"long-enough\"\nrole = \"admin\"\n").unwrap();
+    callwatch()
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("CALLWATCH_LIMITS__MAX_CALLS", "lots")
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("LIMITS.MAX_CALLS").and(predicate::str::contains("CALLWATCH_")));
+    callwatch()
+        .args(["serve", "--config", "/no/such/callwatch.toml"])
+        .assert()
+        .failure()
+        .stderr(predicate::str::contains("/no/such/callwatch.toml: no such config file"));
+}
+
+#[test]
+fn watch_json_prints_what_monitor_prints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut server, url) = serve(&write_config(dir.path()));
+    let watcher = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
+        .args(["watch", "--json", "--resume-after", "c0", "--exit-after-calls", "1", "--server", &url])
+        .args(["--token", SUPERVISOR])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let wav = fixture("calls/hold_violation_call.wav");
+    let softphone = callwatch()
+        .arg("softphone")
+        .arg(&wav)
+        .args(["--fast", "--json", "--call-id", "hold_violation_call", "--agent", "a17", "--team", "billing"])
+        .args(["--server", &url, "--token", AGENT])
+        .assert()
+        .success();
+    let nudges = String::from_utf8(softphone.get_output().stdout.clone()).unwrap();
+    let watched = String::from_utf8(watcher.wait_with_output().unwrap().stdout).unwrap();
+    terminate(&server);
+    assert!(server.wait().unwrap().success());
+
+    let monitor = callwatch()
+        .arg("monitor")
+        .arg(&wav)
+        .args(["--fast", "--json", "--model"])
+        .arg(q8_model())
+        .arg("--events")
+        .arg(wav.with_extension("events.jsonl"))
+        .assert()
+        .success();
+    let monitored = String::from_utf8(monitor.get_output().stdout.clone()).unwrap();
+    let of_type = |text: &str, kinds: &[&str]| -> Vec<String> {
+        text.lines()
+            .filter(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                kinds.contains(&v["type"].as_str().unwrap_or_default())
+            })
+            .map(str::to_owned)
+            .collect()
+    };
+    let wanted = ["alert", "retract", "scorecard"];
+    assert_eq!(of_type(&watched, &wanted), of_type(&monitored, &wanted));
+    assert_eq!(of_type(&watched, &["alert"]).len(), 2);
+    // The agent's nudges are the same alerts.
+    assert_eq!(of_type(&nudges, &["alert"]), of_type(&monitored, &["alert"]));
+}
+
+#[test]
+fn sigterm_finishes_the_call_in_progress_into_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path());
+    let (mut server, url) = serve(&config);
+    let softphone = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
+        .arg("softphone")
+        .arg(fixture("calls/hold_violation_call.wav"))
+        .args(["--call-id", "cut-short", "--agent", "a17", "--team", "billing"])
+        .args(["--server", &url, "--token", AGENT])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Real time: the greeting (0.3–4.5 s) is over by now, the call is not.
+    std::thread::sleep(Duration::from_secs(7));
+    let stopping = Instant::now();
+    terminate(&server);
+    assert!(server.wait().unwrap().success());
+    assert!(stopping.elapsed() < Duration::from_secs(20));
+    let softphone = softphone.wait_with_output().unwrap();
+    assert!(!softphone.status.success());
+    let err = String::from_utf8_lossy(&softphone.stderr);
+    assert!(err.contains("Unavailable: the server is shutting down"), "{err}");
+
+    let (mut server, url) = serve(&config);
+    let record = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let conn = Connection {
+            server: url,
+            token: SUPERVISOR.into(),
+            ca: None,
+        };
+        let mut sup = conn.supervisor().await.unwrap();
+        sup.get_call(pb::GetCallRequest {
+            call_id: "cut-short".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+    });
+    terminate(&server);
+    server.wait().unwrap();
+    let call = record.call.unwrap();
+    assert_eq!(call.state, pb::CallState::Aborted as i32);
+    assert!((5.0..12.0).contains(&call.audio_s), "{} s of audio", call.audio_s);
+    let greeting = &record.transcript.first().expect("the greeting was kept").text;
+    assert!(greeting.contains("Thank you for calling"), "{greeting}");
+    assert!(record.scorecard.unwrap().is_final);
+}
