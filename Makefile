@@ -11,14 +11,27 @@ BIN := target/release/callwatch
 # fire live. Its call control (hold/unhold) comes from the sidecar file.
 SAMPLE ?= tests/fixtures/calls/hold_violation_call.wav
 
-.PHONY: all setup deps build model demo test bench lint fixtures clean-models
+.PHONY: all setup deps test-deps web build model demo test bench lint fixtures clean-models
 
 all: build
 
 deps:
 	@bash scripts/setup.sh
 
-build: deps
+test-deps:
+	@bash scripts/setup.sh test
+
+# The dashboard: TypeScript generated from proto/, bundled into web/dist/,
+# which the binary embeds.
+WEB_SOURCES := $(wildcard web/src/* proto/callwatch/v1/*.proto) web/package-lock.json web/build.mjs web/buf.gen.yaml
+web/node_modules/.package-lock.json: web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
+	cd web && npm run build
+
+web: deps web/dist/index.html
+
+build: deps web
 	$(CARGO) build --release --locked
 
 model: build
@@ -33,7 +46,7 @@ demo: setup
 # debug mode is an order of magnitude slower. One test at a time: each
 # inference already uses both cores, and ggml's spinning worker threads slow
 # to a crawl when oversubscribed.
-test: setup
+test: setup test-deps
 	$(CARGO) test --release --locked -- --test-threads=1
 
 bench: setup
@@ -42,9 +55,10 @@ bench: setup
 	$(BIN) bench rules
 	$(BIN) bench serve
 
-lint:
+lint: web
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	cd web && npx tsc -p .
 
 # Regenerates the synthetic calls (needs espeak-ng and sox).
 fixtures:

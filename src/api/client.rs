@@ -379,6 +379,7 @@ pub async fn watch(
             min_severity: filter.min_severity.map_or(0, |s| s as i32),
             rule_id: filter.rule_id.clone(),
             resume_after: resume_after.clone(),
+            backlog: 0,
         };
         let result = async {
             let mut client = conn.supervisor().await?;

@@ -103,6 +103,29 @@ pub struct Overrides {
     pub data: Option<PathBuf>,
 }
 
+/// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
+const SETTINGS: [&str; 11] = [
+    "listen",
+    "data",
+    "metrics_listen",
+    "model",
+    "workers",
+    "threads",
+    "rules",
+    "shutdown_grace_s",
+    "limits",
+    "tls",
+    "auth",
+];
+
+/// Whether an environment key (prefix removed, maybe already split into a
+/// path like "limits.max_calls") names a setting.
+fn is_setting(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    let top = key.split('.').next().unwrap_or_default();
+    SETTINGS.contains(&top.split("__").next().unwrap_or_default())
+}
+
 impl ServeConfig {
     /// Defaults, then `file`, then the environment, then `flags`; checked.
     pub fn load(file: Option<&Path>, flags: Overrides) -> Result<Self> {
@@ -113,8 +136,13 @@ impl ServeConfig {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        // CALLWATCH_LOG is the log filter, not a setting.
-        figment = figment.merge(Env::prefixed("CALLWATCH_").split("__").ignore(&["log"]));
+        // Only the settings' names: CALLWATCH_LOG (the log filter) and any
+        // other CALLWATCH_ variable of the environment are not settings.
+        figment = figment.merge(
+            Env::prefixed("CALLWATCH_")
+                .split("__")
+                .filter(|key| is_setting(key.as_str())),
+        );
         let mut cfg: Self = figment.extract().map_err(|e| {
             let errors: Vec<String> = e.into_iter().map(|e| e.to_string()).collect();
             anyhow::anyhow!("bad configuration: {}", errors.join("; "))
@@ -190,6 +218,12 @@ mod tests {
         assert_eq!(cfg.listen.port(), 7000);
         assert_eq!(cfg.limits.max_calls, 3);
         assert_eq!(cfg.rules, PathBuf::from("rules/default.toml"));
+    }
+
+    #[test]
+    fn only_settings_are_read_from_the_environment() {
+        assert!(is_setting("LIMITS.MAX_CALLS") && is_setting("limits__max_calls") && is_setting("shutdown_grace_s"));
+        assert!(!is_setting("log") && !is_setting("token") && !is_setting("artifacts"));
     }
 
     #[test]

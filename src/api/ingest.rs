@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::agent::Desks;
 use super::calls::LiveCall;
 use super::hub::Feed;
 use super::server::Shared;
@@ -135,9 +136,7 @@ impl pb::call_ingest_server::CallIngest for Ingest {
         let setup = check_start(&start)?;
         who.may_stream_as(&start.agent_id)?;
         let shared = self.shared.clone();
-        if *shared.shutdown.borrow() {
-            return Err(Status::unavailable("the server is shutting down"));
-        }
+        shared.accepting()?;
         if shared.calls.len() >= shared.config.limits.max_calls {
             return Err(Status::resource_exhausted(format!(
                 "{} calls are streaming, the configured limit (limits.max_calls)",
@@ -244,8 +243,8 @@ impl Session {
         let _ = tx.send(out(Out::Accepted(call.info()))).await;
         let (controls, control_rx) = std::sync::mpsc::channel();
         let thread = {
-            let (call, feed, meta, tx) = (call.clone(), shared.feed.clone(), meta.clone(), tx.clone());
-            tokio::task::spawn_blocking(move || follow(pipeline, engine, control_rx, &call, &feed, &meta, &tx))
+            let (call, shared, meta, tx) = (call.clone(), shared.clone(), meta.clone(), tx.clone());
+            tokio::task::spawn_blocking(move || follow(pipeline, engine, control_rx, &call, &shared, &meta, &tx))
         };
         let mut inlet = match inlet.open().await {
             Ok(inlet) => inlet,
@@ -339,6 +338,10 @@ impl Session {
                 record(&shared.feed, &meta, pb::alert_event::Event::CallEnded(ended.clone())).await;
                 call.publish(Update::Scorecard(end.scorecard));
                 call.publish(Update::Call(ended.call.clone().unwrap_or_default()));
+                shared.desks.publish(
+                    &meta.agent_id,
+                    pb::agent_update::Update::Call(ended.call.clone().unwrap_or_default()),
+                );
                 Some(ended)
             }
             Ok(Err(e)) => {
@@ -455,20 +458,31 @@ fn follow(
     mut engine: CallRules,
     controls: std::sync::mpsc::Receiver<Control>,
     call: &LiveCall,
-    feed: &Feed,
+    shared: &Shared,
     meta: &Meta,
     nudges: &Outbound,
 ) -> anyhow::Result<SessionEnd> {
+    let feed = &shared.feed;
     let mut publisher = Publisher {
         call,
         feed,
         meta,
         nudges,
+        desks: &shared.desks,
         raised: HashMap::new(),
         scorecard: call.scorecard.lock().expect("poisoned").clone(),
+        speaking: false,
+        held: Vec::new(),
     };
+    let mut activity = Activity::default();
     for event in pipeline.events.iter() {
         for c in controls.try_iter() {
+            activity.control(c.kind);
+            call.publish(Update::Control(pb::ControlEvent {
+                action: c.kind.name().to_owned(),
+                t_s: c.t_s,
+                transfer_to: c.to.clone().unwrap_or_default(),
+            }));
             engine.control(c);
         }
         match &event {
@@ -481,13 +495,24 @@ fn follow(
             }
             Event::Voice {
                 channel, speaking, t_s, ..
-            } => call.publish(Update::Voice(pb::VoiceActivity {
-                call_id: meta.call_id.clone(),
-                channel: pb::Channel::from(*channel).into(),
-                speaking: *speaking,
-                t_s: *t_s,
-            })),
-            Event::Tick { t_s, .. } => call.info.lock().expect("poisoned").audio_s = *t_s,
+            } => {
+                call.publish(Update::Voice(pb::VoiceActivity {
+                    call_id: meta.call_id.clone(),
+                    channel: pb::Channel::from(*channel).into(),
+                    speaking: *speaking,
+                    t_s: *t_s,
+                }));
+                if *channel != Channel::Customer {
+                    publisher.agent_speaking(*speaking);
+                }
+                activity.voice(*channel, *speaking, *t_s);
+            }
+            Event::Tick { t_s, .. } => {
+                let mut info = call.info.lock().expect("poisoned");
+                info.audio_s = *t_s;
+                info.activity = activity.label(*t_s).to_owned();
+                info.speaking = activity.speaking.iter().map(|&c| pb::Channel::from(c) as i32).collect();
+            }
         }
         for output in engine.feed(&event) {
             publisher.output(output)?;
@@ -502,6 +527,7 @@ fn follow(
     for output in engine.finish(report.audio_s) {
         publisher.output(output)?;
     }
+    publisher.agent_speaking(false);
     let scorecard = pb::Scorecard::from(engine.scorecard());
     Ok(SessionEnd {
         audio_s: report.audio_s,
@@ -510,14 +536,64 @@ fn follow(
     })
 }
 
+/// What a live call is doing, for the wall of calls.
+#[derive(Default)]
+struct Activity {
+    held: bool,
+    muted: bool,
+    transferring: bool,
+    speaking: Vec<Channel>,
+    /// Call time of the last start or end of speech.
+    last_voice_s: f64,
+}
+
+/// Nobody speaking this long (off hold) is dead air on the wall.
+const DEAD_AIR_S: f64 = 5.0;
+
+impl Activity {
+    fn control(&mut self, kind: ControlKind) {
+        match kind {
+            ControlKind::Hold => self.held = true,
+            ControlKind::Unhold => self.held = false,
+            ControlKind::Mute => self.muted = true,
+            ControlKind::Unmute => self.muted = false,
+            ControlKind::Transfer => self.transferring = true,
+            ControlKind::End | ControlKind::Dropped => {}
+        }
+    }
+
+    fn voice(&mut self, channel: Channel, speaking: bool, t_s: f64) {
+        self.speaking.retain(|&c| c != channel);
+        if speaking {
+            self.speaking.push(channel);
+        }
+        self.last_voice_s = t_s;
+    }
+
+    fn label(&self, now_s: f64) -> &'static str {
+        match self {
+            Self { transferring: true, .. } => "transferring",
+            Self { held: true, .. } => "on hold",
+            Self { muted: true, .. } => "muted",
+            Self { speaking, .. } if !speaking.is_empty() => "talking",
+            _ if now_s - self.last_voice_s >= DEAD_AIR_S => "dead air",
+            _ => "silent",
+        }
+    }
+}
+
 struct Publisher<'a> {
     call: &'a LiveCall,
     feed: &'a Feed,
+    desks: &'a Desks,
     meta: &'a Meta,
     nudges: &'a Outbound,
     /// Alerts raised and not retracted: id → (severity, rule, nudged).
     raised: HashMap<u64, (i32, String, bool)>,
     scorecard: pb::Scorecard,
+    /// The agent is mid-sentence: non-critical nudges wait in `held`.
+    speaking: bool,
+    held: Vec<pb::Alert>,
 }
 
 impl Publisher<'_> {
@@ -539,7 +615,11 @@ impl Publisher<'_> {
                 self.call.info.lock().expect("poisoned").alerts = self.raised.len() as u32;
                 self.call.publish(Update::Alert(wire.clone()));
                 if nudge {
-                    let _ = self.nudges.blocking_send(out(Out::Nudge(wire)));
+                    if self.speaking && wire.severity != pb::Severity::Critical as i32 {
+                        self.held.push(wire);
+                    } else {
+                        self.release(wire);
+                    }
                 }
             }
             RuleOutput::Retract { id, call_id } => {
@@ -561,12 +641,35 @@ impl Publisher<'_> {
                 )?;
                 self.call.info.lock().expect("poisoned").alerts = self.raised.len() as u32;
                 self.call.publish(Update::Retraction(retraction.clone()));
-                if nudged {
-                    let _ = self.nudges.blocking_send(out(Out::Retraction(retraction)));
+                let held = self.held.len();
+                self.held.retain(|a| a.id != id);
+                // A held nudge was never shown: it just goes.
+                if nudged && held == self.held.len() {
+                    let _ = self.nudges.blocking_send(out(Out::Retraction(retraction.clone())));
+                    self.desks
+                        .publish(&self.meta.agent_id, pb::agent_update::Update::Retraction(retraction));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The agent's screens (softphone and panel) get a nudge.
+    fn release(&self, nudge: pb::Alert) {
+        self.desks
+            .publish(&self.meta.agent_id, pb::agent_update::Update::Nudge(nudge.clone()));
+        let _ = self.nudges.blocking_send(out(Out::Nudge(nudge)));
+    }
+
+    /// Nudges are not shown while the agent is mid-sentence (unless
+    /// critical): the held ones go out when they stop.
+    fn agent_speaking(&mut self, speaking: bool) {
+        self.speaking = speaking;
+        if !speaking {
+            for nudge in std::mem::take(&mut self.held) {
+                self.release(nudge);
+            }
+        }
     }
 
     /// Publishes the scorecard when it changed.

@@ -1,6 +1,7 @@
 //! The gRPC service: softphones stream calls in ([`ingest`]), supervisors'
 //! dashboards watch alerts and calls ([`supervisor`]), operators reload the
-//! rules ([`admin`]). Everything a supervisor sees is written to the
+//! rules ([`admin`]), agents' panels get their nudges ([`agent`]), and
+//! browsers load the dashboard ([`web`]) and speak gRPC-web. Everything a supervisor sees is written to the
 //! [`store`] before the [`hub`] publishes it, so a reconnecting dashboard
 //! replays what it missed from the store.
 //!
@@ -9,6 +10,7 @@
 //! nothing of the wire.
 
 pub mod admin;
+pub mod agent;
 pub mod auth;
 pub mod calls;
 pub mod client;
@@ -18,6 +20,7 @@ pub mod ingest;
 pub mod server;
 pub mod store;
 pub mod supervisor;
+pub mod web;
 
 use std::sync::Arc;
 

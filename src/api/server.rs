@@ -14,7 +14,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::transport::{Identity as TlsIdentity, ServerTlsConfig};
 
+use tower::Layer as _;
+
 use super::admin::Admin;
+use super::agent::{AgentDesk, Desks};
 use super::calls::Calls;
 use super::config::ServeConfig;
 use super::hub::Feed;
@@ -54,12 +57,21 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub feed: Arc<Feed>,
     pub calls: Calls,
+    pub desks: Desks,
     pub rules: RwLock<Arc<LoadedRules>>,
     /// Becomes true when the server starts shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
 
 impl Shared {
+    /// New streams are refused once shutdown has begun.
+    pub fn accepting(&self) -> Result<(), tonic::Status> {
+        if *self.shutdown.borrow() {
+            return Err(tonic::Status::unavailable("the server is shutting down"));
+        }
+        Ok(())
+    }
+
     /// The rules new calls get.
     pub fn rules(&self) -> Arc<LoadedRules> {
         self.rules.read().expect("poisoned").clone()
@@ -126,6 +138,7 @@ impl Server {
             store,
             pool: Arc::new(pool),
             calls: Calls::default(),
+            desks: Desks::default(),
             rules: RwLock::new(Arc::new(rules)),
             shutdown: shutdown.clone(),
             config,
@@ -145,26 +158,39 @@ impl Server {
             .build_v1()?;
 
         let auth = move |req| tokens.authenticate(req);
-        let mut builder = tonic::transport::Server::builder();
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls).context("bad TLS certificate or key")?;
-        }
-        let router = builder
-            .layer(tower::layer::layer_fn(|inner| RpcMetrics { inner }))
-            .add_service(health_service)
+        // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
+        // use accept it, on the same port. Streaming *to* the server is not
+        // possible from a browser, so CallIngest stays gRPC only.
+        let grpc_web = tonic_web::GrpcWebLayer::new();
+        let routes = tonic::service::Routes::new(health_service)
             .add_service(reflection)
             .add_service(pb::call_ingest_server::CallIngestServer::with_interceptor(
                 Ingest { shared: shared.clone() },
                 auth.clone(),
             ))
-            .add_service(pb::supervisor_server::SupervisorServer::with_interceptor(
-                Supervisor::new(shared.clone()),
-                auth.clone(),
-            ))
-            .add_service(pb::admin_server::AdminServer::with_interceptor(
+            .add_service(
+                grpc_web.layer(pb::supervisor_server::SupervisorServer::with_interceptor(
+                    Supervisor::new(shared.clone()),
+                    auth.clone(),
+                )),
+            )
+            .add_service(grpc_web.layer(pb::admin_server::AdminServer::with_interceptor(
                 Admin { shared: shared.clone() },
+                auth.clone(),
+            )))
+            .add_service(grpc_web.layer(pb::agent_desk_server::AgentDeskServer::with_interceptor(
+                AgentDesk { shared: shared.clone() },
                 auth,
-            ));
+            )));
+        // Anything that is not an RPC is the dashboard.
+        let routes: tonic::service::Routes = routes.into_axum_router().fallback(super::web::asset).into();
+        let mut builder = tonic::transport::Server::builder().accept_http1(true);
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).context("bad TLS certificate or key")?;
+        }
+        let router = builder
+            .layer(tower::layer::layer_fn(|inner| RpcMetrics { inner }))
+            .add_routes(routes);
         let mut stopping = shutdown;
         let task = tokio::spawn(router.serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(listener),
@@ -229,7 +255,7 @@ pub async fn run(config: ServeConfig) -> Result<()> {
     server.stop().await
 }
 
-/// Per-RPC request counts and time to the response's start, by method and
+/// Per-RPC request counts (gRPC and gRPC-web) and time to the response's start, by method and
 /// the status the response started with (streams report later errors in
 /// their trailers, not here).
 #[derive(Clone)]
@@ -251,6 +277,14 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        // Dashboard files are not RPCs.
+        let rpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+        if !rpc {
+            return Box::pin(self.inner.call(req));
+        }
         let method = req.uri().path().to_owned();
         let started = Instant::now();
         let response = self.inner.call(req);

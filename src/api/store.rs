@@ -214,6 +214,15 @@ impl Store {
             .query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))?)
     }
 
+    /// The sequence number before the last `n` feed entries.
+    pub fn seq_before_last(&self, n: u32) -> Result<i64> {
+        Ok(self.conn().query_row(
+            "SELECT COALESCE((SELECT seq FROM feed ORDER BY seq DESC LIMIT 1 OFFSET ?1), 0)",
+            params![n],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The team and agent of an alert that may be claimed, or why not.
     pub fn check_claim(&self, call_id: &str, alert_id: u64) -> Result<Result<Meta, AckError>> {
         let conn = self.conn();
@@ -330,6 +339,7 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
             alerts: r.get(7)?,
             score: r.get(8)?,
             reason: r.get(9)?,
+            ..Default::default()
         },
         r.get(10)?,
     ))

@@ -54,8 +54,13 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<Self::WatchAlertsStream>, Status> {
         let who = auth::identity(&request)?;
+        self.shared.accepting()?;
         let req = request.into_inner();
         let after = match req.resume_after.as_str() {
+            "" if req.backlog > 0 => {
+                let backlog = req.backlog;
+                Some(Cursor(self.blocking(move |s| s.store.seq_before_last(backlog)).await?))
+            }
             "" => None,
             c => Some(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
         };
@@ -77,11 +82,14 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::WatchCallRequest>,
     ) -> Result<Response<Self::WatchCallStream>, Status> {
         let who = auth::identity(&request)?;
+        self.shared.accepting()?;
         let call_id = request.into_inner().call_id;
         let live = self.shared.calls.get(&call_id);
         // Subscribe before the snapshot: nothing falls between the two.
         let updates = live.as_ref().map(|c| c.updates.subscribe());
-        let snapshot = Self::snapshot_of(&self.shared, &call_id).await?.ok_or_else(|| not_found(&call_id))?;
+        let snapshot = Self::snapshot_of(&self.shared, &call_id)
+            .await?
+            .ok_or_else(|| not_found(&call_id))?;
         let team = snapshot.first().and_then(|u| match &u.update {
             Some(Update::Call(info)) => Some(info.team.clone()),
             _ => None,
@@ -162,6 +170,19 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             record.scorecard = Some(live.scorecard.lock().expect("poisoned").clone());
         }
         Ok(Response::new(record))
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let who = auth::identity(&request)?;
+        let team = match &who.role {
+            auth::Role::Supervisor(Some(team)) => team.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::WhoAmIResponse {
+            name: who.name,
+            role: who.role.to_string(),
+            team,
+        }))
     }
 
     async fn acknowledge_alert(

@@ -64,6 +64,21 @@ pub enum ControlKind {
     Dropped,
 }
 
+impl ControlKind {
+    /// The name in event files and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hold => "hold",
+            Self::Unhold => "unhold",
+            Self::Mute => "mute",
+            Self::Unmute => "unmute",
+            Self::Transfer => "transfer",
+            Self::End => "end",
+            Self::Dropped => "dropped",
+        }
+    }
+}
+
 /// One side of a sequence: a call-control event or a phrase said.
 #[derive(Debug, Clone)]
 pub enum Trigger {

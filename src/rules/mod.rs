@@ -797,7 +797,7 @@ fn trigger_party(t: &Trigger) -> Option<Party> {
 
 fn describe(t: &Trigger) -> String {
     match t {
-        Trigger::Event(kind) => format!("{kind:?}").to_lowercase(),
+        Trigger::Event(kind) => kind.name().to_owned(),
         Trigger::Said(_, phrases) if phrases.len() == 1 => format!("\"{}\"", phrases[0].text),
         Trigger::Said(_, phrases) => format!("\"{}\" (or another of its {} phrases)", phrases[0].text, phrases.len()),
     }
