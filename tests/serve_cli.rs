@@ -17,12 +17,20 @@ use predicates::prelude::*;
 const SUPERVISOR: &str = "cli-supervisor";
 const AGENT: &str = "cli-agent-a17";
 
-fn write_config(dir: &Path) -> std::path::PathBuf {
+/// Writes a config; returns it and the Prometheus address it sets.
+fn write_config(dir: &Path) -> (std::path::PathBuf, String) {
     let path = dir.join("callwatch.toml");
+    // A port that was free a moment ago, for the metrics listener.
+    let metrics = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
     std::fs::write(
         &path,
         format!(
             r#"listen = "127.0.0.1:0"
+metrics_listen = "{metrics}"
 data = "{data}"
 model = "{model}"
 rules = "{root}/rules/default.toml"
@@ -43,7 +51,17 @@ role = "agent:a17"
         ),
     )
     .unwrap();
-    path
+    (path, metrics)
+}
+
+/// A plain HTTP GET, as Prometheus scrapes.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut body = String::new();
+    stream.read_to_string(&mut body).unwrap();
+    body
 }
 
 /// Starts `callwatch serve` and reads the address it bound.
@@ -110,7 +128,8 @@ fn bad_configuration_is_refused_by_name() {
 #[test]
 fn watch_json_prints_what_monitor_prints() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut server, url) = serve(&write_config(dir.path()));
+    let (config, metrics) = write_config(dir.path());
+    let (mut server, url) = serve(&config);
     let watcher = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
         .args([
             "watch",
@@ -145,6 +164,14 @@ fn watch_json_prints_what_monitor_prints() {
         .success();
     let nudges = String::from_utf8(softphone.get_output().stdout.clone()).unwrap();
     let watched = String::from_utf8(watcher.wait_with_output().unwrap().stdout).unwrap();
+    let scraped = http_get(&metrics, "/metrics");
+    for metric in [
+        "callwatch_rpc_requests_total{method=\"/callwatch.v1.CallIngest/StreamCall\",code=\"0\"} 1",
+        "callwatch_inference_seconds",
+        "callwatch_feed_subscribers",
+    ] {
+        assert!(scraped.contains(metric), "no {metric} in\n{scraped}");
+    }
     terminate(&server);
     assert!(server.wait().unwrap().success());
 
@@ -177,7 +204,7 @@ fn watch_json_prints_what_monitor_prints() {
 #[test]
 fn sigterm_finishes_the_call_in_progress_into_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path());
+    let (config, _) = write_config(dir.path());
     let (mut server, url) = serve(&config);
     let softphone = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
         .arg("softphone")
