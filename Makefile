@@ -24,9 +24,9 @@ test-deps:
 # The dashboard: TypeScript generated from proto/, bundled into web/dist/,
 # which the binary embeds.
 WEB_SOURCES := $(wildcard web/src/* proto/callwatch/v1/*.proto) web/package-lock.json web/build.mjs web/buf.gen.yaml
+# `npm install`, not `npm ci`: npm 11 wrongly finds the lock file short of
+# the other platforms' optional buf binaries. Versions are pinned exactly.
 web/node_modules/.package-lock.json: web/package-lock.json
-	# `npm install`, not `npm ci`: npm 11 wrongly finds the lock file short of
-	# the other platforms' optional buf binaries. Versions are pinned exactly.
 	cd web && npm install --no-audit --no-fund
 web/dist/index.html: web/node_modules/.package-lock.json $(WEB_SOURCES)
 	cd web && npm run build

@@ -325,7 +325,10 @@ mod tests {
     proptest! {
         // Fuzzing the frame decoder: any bytes, any encoding, never a panic;
         // either an error naming the problem or exactly len/width samples in range.
-        #![proptest_config(ProptestConfig::with_cases(20_000))]
+        // FUZZ_CASES=2000000 for a longer run than the test suite's.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("FUZZ_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(20_000)
+        ))]
         #[test]
         fn decoding_any_bytes_is_total(enc in 0..4usize, data in proptest::collection::vec(any::<u8>(), 0..600)) {
             let encoding = [Encoding::Pcm16Le, Encoding::F32Le, Encoding::MuLaw, Encoding::ALaw][enc];
