@@ -470,7 +470,7 @@ fn follow(
         nudges,
         desks: &shared.desks,
         raised: HashMap::new(),
-        scorecard: call.scorecard.lock().expect("poisoned").clone(),
+        scorecard_revision: engine.scorecard().revision(),
         speaking: false,
         held: Vec::new(),
     };
@@ -590,7 +590,8 @@ struct Publisher<'a> {
     nudges: &'a Outbound,
     /// Alerts raised and not retracted: id → (severity, rule, nudged).
     raised: HashMap<u64, (i32, String, bool)>,
-    scorecard: pb::Scorecard,
+    /// The revision of the scorecard last published.
+    scorecard_revision: u64,
     /// The agent is mid-sentence: non-critical nudges wait in `held`.
     speaking: bool,
     held: Vec<pb::Alert>,
@@ -674,11 +675,12 @@ impl Publisher<'_> {
 
     /// Publishes the scorecard when it changed.
     fn scorecard(&mut self, card: &crate::rules::Scorecard) {
-        let card = pb::Scorecard::from(card);
-        if card != self.scorecard {
-            self.scorecard = card.clone();
-            *self.call.scorecard.lock().expect("poisoned") = card.clone();
-            self.call.publish(Update::Scorecard(card));
+        if card.revision() == self.scorecard_revision {
+            return;
         }
+        self.scorecard_revision = card.revision();
+        let card = pb::Scorecard::from(card);
+        *self.call.scorecard.lock().expect("poisoned") = card.clone();
+        self.call.publish(Update::Scorecard(card));
     }
 }

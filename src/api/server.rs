@@ -39,8 +39,10 @@ pub struct LoadedRules {
 
 impl LoadedRules {
     pub fn load(path: &Path) -> Result<Self> {
-        let book = Rulebook::load(path)?;
-        let text = std::fs::read_to_string(path).with_context(|| format!("{}: cannot read", path.display()))?;
+        // Read once: the text kept is the text parsed.
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule file", path.display()))?;
+        let book = Rulebook::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
         Ok(Self {
             book: Arc::new(book),
             path: path.to_owned(),

@@ -27,17 +27,18 @@ impl Supervisor {
             claims: Arc::default(),
         }
     }
+}
 
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&Shared) -> anyhow::Result<T> + Send + 'static,
-    ) -> Result<T, Status> {
-        let shared = self.shared.clone();
-        tokio::task::spawn_blocking(move || f(&shared))
-            .await
-            .map_err(|_| Status::internal("a store task panicked"))?
-            .map_err(|e| Status::internal(format!("store: {e:#}")))
-    }
+/// Runs store work off the async runtime (SQLite blocks).
+async fn in_store<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || f(&shared))
+        .await
+        .map_err(|_| Status::internal("a store task panicked"))?
+        .map_err(|e| Status::internal(format!("store: {e:#}")))
 }
 
 fn not_found(call_id: &str) -> Status {
@@ -59,7 +60,9 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let after = match req.resume_after.as_str() {
             "" if req.backlog > 0 => {
                 let backlog = req.backlog;
-                Some(Cursor(self.blocking(move |s| s.store.seq_before_last(backlog)).await?))
+                Some(Cursor(
+                    in_store(&self.shared, move |s| s.store.seq_before_last(backlog)).await?,
+                ))
             }
             "" => None,
             c => Some(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
@@ -147,9 +150,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let team = who.teams_for(&req.team)?;
         let mut calls = self.shared.calls.list(team.as_deref());
         let recent = if req.recent == 0 { 50 } else { req.recent.min(1000) };
-        let ended = self
-            .blocking(move |s| s.store.recent_calls(team.as_deref(), recent))
-            .await?;
+        let ended = in_store(&self.shared, move |s| s.store.recent_calls(team.as_deref(), recent)).await?;
         // A call that just ended may be in both lists.
         let live: std::collections::HashSet<String> = calls.iter().map(|c| c.call_id.clone()).collect();
         calls.extend(ended.into_iter().filter(|c| !live.contains(&c.call_id)));
@@ -160,8 +161,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let who = auth::identity(&request)?;
         let call_id = request.into_inner().call_id;
         let id = call_id.clone();
-        let mut record = self
-            .blocking(move |s| s.store.record(&id))
+        let mut record = in_store(&self.shared, move |s| s.store.record(&id))
             .await?
             .ok_or_else(|| not_found(&call_id))?;
         who.may_supervise(record.call.as_ref().map_or("", |c| c.team.as_str()))?;
@@ -234,11 +234,8 @@ impl Supervisor {
     /// What is known of a call now, as updates: its info first, then the
     /// final transcript, alerts, retractions, claims and the scorecard.
     async fn snapshot_of(shared: &Arc<Shared>, call_id: &str) -> Result<Option<Vec<pb::CallUpdate>>, Status> {
-        let (store, id) = (shared.store.clone(), call_id.to_owned());
-        let record = tokio::task::spawn_blocking(move || store.record(&id))
-            .await
-            .map_err(|_| Status::internal("a store task panicked"))?
-            .map_err(|e| Status::internal(format!("store: {e:#}")))?;
+        let id = call_id.to_owned();
+        let record = in_store(shared, move |s| s.store.record(&id)).await?;
         let Some(record) = record else { return Ok(None) };
         let live = shared.calls.get(call_id);
         let info = live.as_ref().map(|c| c.info()).or(record.call);

@@ -72,6 +72,10 @@ pub struct Scorecard {
     /// Rule index → (section, item) position.
     #[serde(skip)]
     index: Vec<(usize, usize)>,
+    /// Bumped by every change, so a publisher can tell cheaply whether
+    /// there is anything new to send.
+    #[serde(skip)]
+    revision: u64,
 }
 
 impl Scorecard {
@@ -106,6 +110,7 @@ impl Scorecard {
             score: None,
             sections,
             index,
+            revision: 0,
         }
     }
 
@@ -118,7 +123,12 @@ impl Scorecard {
             score,
             sections,
             index: Vec::new(),
+            revision: 0,
         }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     pub fn status(&self, rule: usize) -> Status {
@@ -133,16 +143,22 @@ impl Scorecard {
         if item.status == Status::Fail && status != Status::Pending {
             return;
         }
-        item.status = status;
         // A time only where there is something to point at: the words, or the failure.
         let pinned = status == Status::Fail || (status == Status::Pass && !evidence.is_empty());
-        item.t_s = pinned.then_some((t_s * 10.0).round() / 10.0);
+        let t_s = pinned.then_some((t_s * 10.0).round() / 10.0);
+        if item.status == status && item.t_s == t_s && item.evidence == evidence {
+            return;
+        }
+        item.status = status;
+        item.t_s = t_s;
         item.evidence = evidence.to_owned();
+        self.revision += 1;
         self.rescore();
     }
 
     pub fn finish(&mut self) {
         self.is_final = true;
+        self.revision += 1;
     }
 
     pub fn to_json(&self) -> String {
