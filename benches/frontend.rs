@@ -3,9 +3,9 @@
 
 use std::hint::black_box;
 
-use callwatch::audio::Resampler;
-use callwatch::buffer::ring;
-use callwatch::vad::{Segmenter, VadConfig, VadEvent};
+use callwatch_core::audio::Resampler;
+use callwatch_core::buffer::ring;
+use callwatch_core::vad::{Segmenter, VadConfig, VadEvent};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 /// One second of speech-like audio (a gliding harmonic tone with syllable-rate

@@ -15,17 +15,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
-use crate::audio::{self, SAMPLE_RATE};
-use crate::capture::replay::{Pace, Replay};
-use crate::events::Event;
-use crate::model::fetch;
 use crate::monitor::percentile;
-use crate::pipeline::{Call, CallConfig};
-use crate::rules::config::Kind;
-use crate::text::word_error_rate;
-use crate::transcribe::pool::{Pool, PoolConfig};
-use crate::transcribe::Model;
-use crate::vad::{self, VadConfig};
+use callwatch_asr::model::fetch;
+use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
+use callwatch_asr::transcribe::Model;
+use callwatch_core::audio::{self, SAMPLE_RATE};
+use callwatch_core::capture::replay::{Pace, Replay};
+use callwatch_core::events::Event;
+use callwatch_core::pipeline::{Call, CallConfig};
+use callwatch_core::rules::config::Kind;
+use callwatch_core::text::word_error_rate;
+use callwatch_core::vad::{self, VadConfig};
 
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
 const PEER_SCRIPT: &str = "benches/peer_faster_whisper.py";
@@ -360,20 +360,20 @@ fn peak_rss_mb() -> f64 {
 /// alerts — talk-over and silence — reach the consumer, replaying calls in
 /// real time.
 pub fn rule_latency(files: &[PathBuf], model: &Path, rules: &Path) -> Result<()> {
-    let book = Arc::new(crate::rules::config::Rulebook::load(rules)?);
+    let book = Arc::new(callwatch_core::rules::config::Rulebook::load(rules)?);
     let model = Model::load(model)?;
     let pool = Arc::new(Pool::new(&model, PoolConfig::default())?);
     let mut latencies = Vec::new();
     for file in files {
         let recording = audio::read_wav(file)?;
-        let controls = crate::rules::sidecar::beside(file)?;
+        let controls = callwatch_core::rules::sidecar::beside(file)?;
         let config = CallConfig::new("bench");
-        let mut engine = crate::rules::CallRules::new(book.clone(), "bench", config.vad.hangover, controls);
+        let mut engine = callwatch_core::rules::CallRules::new(book.clone(), "bench", config.vad.hangover, controls);
         let call = Call::start(Box::new(Replay::new(recording, Pace::RealTime)), pool.clone(), config)?;
         let started = Instant::now();
         for event in call.events.iter() {
             for output in engine.feed(&event) {
-                if let crate::alerts::RuleOutput::Alert(a) = output {
+                if let callwatch_core::alerts::RuleOutput::Alert(a) = output {
                     let rule = book.rules.iter().find(|r| r.id == a.rule_id).map(|r| &r.kind);
                     // Call time at which the condition became true.
                     let met = match rule {
@@ -421,14 +421,14 @@ pub struct ServeLoadOptions {
 /// an alert is about (its `end_s`, in call time, mapped to wall time from the
 /// moment the softphone started) to the alert reaching the dashboard.
 pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
-    use crate::api::client::{self, Connection, SoftphoneCall, WatchFilter};
-    use crate::api::config::{ServeConfig, TokenEntry};
-    use crate::api::pb::alert_event::Event as FeedEvent;
+    use callwatch_client::{self as client, Connection, SoftphoneCall, WatchFilter};
+    use callwatch_proto::pb::alert_event::Event as FeedEvent;
+    use callwatch_server::config::{ServeConfig, TokenEntry};
     use std::collections::HashMap;
     use std::sync::Mutex;
 
     let recording = audio::read_wav(&opts.file)?;
-    let controls = crate::rules::sidecar::beside(&opts.file)?;
+    let controls = callwatch_core::rules::sidecar::beside(&opts.file)?;
     println!(
         "serve: {} ({:.1} s) streamed in real time by K softphones over loopback gRPC; {} workers on {} cores",
         opts.file.display(),
@@ -457,7 +457,7 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
         };
         config.limits.max_calls = k.max(1);
         config.auth.tokens = vec![token("bench-supervisor", "supervisor:*"), token("bench-admin", "admin")];
-        let server = crate::api::server::Server::start(config).await?;
+        let server = callwatch_server::server::Server::start(config).await?;
         let url = format!("http://{}", server.addr);
         let conn = |token: &str| Connection {
             server: url.clone(),

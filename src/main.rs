@@ -8,13 +8,17 @@ use clap::{Parser, Subcommand};
 
 use std::sync::Arc;
 
-use callwatch::api::{self, client::Style};
-use callwatch::capture::device::{self, DeviceSource};
-use callwatch::capture::replay::{Pace, Replay};
-use callwatch::monitor::{self, Output, RuleSetup};
-use callwatch::rules::{config::Rulebook, sidecar};
-use callwatch::transcribe::pool::{Pool, PoolConfig};
-use callwatch::{audio, bench, model, transcribe, transcript, vad};
+use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
+use callwatch_asr::{model, transcribe};
+use callwatch_client::Style;
+use callwatch_core::capture::replay::{Pace, Replay};
+use callwatch_core::rules::{config::Rulebook, sidecar};
+use callwatch_core::{audio, vad};
+use callwatch_device::{self as device, DeviceSource};
+use monitor::{Output, RuleSetup};
+
+mod bench;
+mod monitor;
 
 #[derive(Parser)]
 #[command(name = "callwatch", version, about = "Real-time call monitor for contact centres")]
@@ -165,8 +169,8 @@ struct ServerArgs {
 }
 
 impl ServerArgs {
-    fn connection(&self) -> api::client::Connection {
-        api::client::Connection {
+    fn connection(&self) -> callwatch_client::Connection {
+        callwatch_client::Connection {
             server: self.server.clone(),
             token: self.token.clone(),
             ca: self.ca.clone(),
@@ -365,7 +369,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let recording = audio::read_wav(&file)?;
             let model = transcribe::Model::load(&model.unwrap_or_else(model::default_model))?;
-            let lines = transcript::transcribe_recording(&model, &recording, threads, vad::VadConfig::default())?;
+            let lines = transcribe::transcribe_recording(&model, &recording, threads, vad::VadConfig::default())?;
             for line in lines {
                 if json {
                     println!("{}", line.to_json());
@@ -398,8 +402,11 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve { config, listen, data } => {
-            let config = api::config::ServeConfig::load(config.as_deref(), api::config::Overrides { listen, data })?;
-            runtime()?.block_on(api::server::run(config))
+            let config = callwatch_server::config::ServeConfig::load(
+                config.as_deref(),
+                callwatch_server::config::Overrides { listen, data },
+            )?;
+            runtime()?.block_on(callwatch_server::server::run(config))
         }
         Command::Softphone {
             file,
@@ -417,8 +424,9 @@ fn run(cli: Cli) -> Result<()> {
                 Some(path) => sidecar::load(&path)?,
                 None => sidecar::beside(&file)?,
             };
-            let call = api::client::SoftphoneCall {
-                call_id: call_id.unwrap_or_else(|| format!("{}-{}", call_id_of(&file), api::now_unix_ms())),
+            let call = callwatch_client::SoftphoneCall {
+                call_id: call_id
+                    .unwrap_or_else(|| format!("{}-{}", call_id_of(&file), callwatch_core::time::now_unix_ms())),
                 agent_id: agent,
                 team,
                 recording,
@@ -427,8 +435,8 @@ fn run(cli: Cli) -> Result<()> {
                 drop_at_end: drop,
             };
             let style = Style::for_stdout(json);
-            runtime()?.block_on(api::client::softphone(&server.connection(), call, |msg| {
-                if let Some(line) = api::client::show_server_message(msg, style) {
+            runtime()?.block_on(callwatch_client::softphone(&server.connection(), call, |msg| {
+                if let Some(line) = callwatch_client::show_server_message(msg, style) {
                     println!("{line}");
                 }
             }))?;
@@ -444,24 +452,24 @@ fn run(cli: Cli) -> Result<()> {
             exit_after_calls,
             json,
         } => {
-            let filter = api::client::WatchFilter {
+            let filter = callwatch_client::WatchFilter {
                 team,
                 agent_id: agent,
                 min_severity: severity.map(|s| match s.as_str() {
-                    "critical" => api::pb::Severity::Critical,
-                    "warning" => api::pb::Severity::Warning,
-                    _ => api::pb::Severity::Info,
+                    "critical" => callwatch_proto::pb::Severity::Critical,
+                    "warning" => callwatch_proto::pb::Severity::Warning,
+                    _ => callwatch_proto::pb::Severity::Info,
                 }),
                 rule_id: rule,
             };
             let style = Style::for_stdout(json);
-            runtime()?.block_on(api::client::watch(
+            runtime()?.block_on(callwatch_client::watch(
                 &server.connection(),
                 filter,
                 resume_after,
                 exit_after_calls,
                 |event| {
-                    if let Some(line) = api::client::show_alert_event(event, style) {
+                    if let Some(line) = callwatch_client::show_alert_event(event, style) {
                         println!("{line}");
                     }
                 },

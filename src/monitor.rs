@@ -7,15 +7,16 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::alerts::RuleOutput;
-use crate::audio::Channel;
-use crate::capture::AudioSource;
-use crate::events::Event;
-use crate::pipeline::{Call, CallConfig, CallReport};
-use crate::rules::config::Rulebook;
-use crate::rules::{CallRules, Control, Scorecard};
-use crate::transcribe::pool::Pool;
-use crate::transcript::{round_ms, TranscriptLine};
+use callwatch_asr::transcribe::pool::Pool;
+use callwatch_core::alerts::RuleOutput;
+use callwatch_core::audio::Channel;
+use callwatch_core::capture::AudioSource;
+use callwatch_core::events::Event;
+use callwatch_core::pipeline::{Call, CallConfig, CallReport};
+use callwatch_core::rules::config::Rulebook;
+use callwatch_core::rules::{CallRules, Control, Scorecard};
+use callwatch_core::time::round_ms;
+use callwatch_core::transcript::TranscriptLine;
 
 /// How the live conversation is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

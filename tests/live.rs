@@ -7,13 +7,13 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use callwatch::audio::{self, Channel};
-use callwatch::capture::replay::{Pace, Replay};
-use callwatch::events::{Event, Transcript};
-use callwatch::pipeline::{Call, CallConfig};
-use callwatch::text::word_error_rate;
-use callwatch::transcribe::pool::{Pool, PoolConfig};
-use callwatch::transcribe::Model;
+use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
+use callwatch_asr::transcribe::Model;
+use callwatch_core::audio::{self, Channel};
+use callwatch_core::capture::replay::{Pace, Replay};
+use callwatch_core::events::{Event, Transcript};
+use callwatch_core::pipeline::{Call, CallConfig};
+use callwatch_core::text::word_error_rate;
 use common::{callwatch, fixture, q8_model, Reference};
 
 fn pool(cfg: PoolConfig) -> Arc<Pool> {

@@ -2,8 +2,8 @@
 
 mod common;
 
-use callwatch::model::{self, ggml};
-use callwatch::transcribe::Model;
+use callwatch_asr::model::{self, ggml};
+use callwatch_asr::transcribe::Model;
 use common::{callwatch, f16_model, models_dir, q8_model};
 use predicates::prelude::*;
 

@@ -8,10 +8,10 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use callwatch::api::client::{self, Connection, SoftphoneCall};
-use callwatch::api::config::{ServeConfig, TokenEntry};
-use callwatch::api::server::Server;
-use callwatch::audio;
+use callwatch_client::{self as client, Connection, SoftphoneCall};
+use callwatch_core::audio;
+use callwatch_server::config::{ServeConfig, TokenEntry};
+use callwatch_server::server::Server;
 use common::{fixture, q8_model};
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -7,14 +7,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use callwatch::alerts::RuleOutput;
-use callwatch::audio;
-use callwatch::capture::replay::{Pace, Replay};
-use callwatch::pipeline::{Call, CallConfig};
-use callwatch::rules::config::Rulebook;
-use callwatch::rules::{sidecar, CallRules};
-use callwatch::transcribe::pool::{Pool, PoolConfig};
-use callwatch::transcribe::Model;
+use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
+use callwatch_asr::transcribe::Model;
+use callwatch_core::alerts::RuleOutput;
+use callwatch_core::audio;
+use callwatch_core::capture::replay::{Pace, Replay};
+use callwatch_core::pipeline::{Call, CallConfig};
+use callwatch_core::rules::config::Rulebook;
+use callwatch_core::rules::{sidecar, CallRules};
 use common::{callwatch, fixture, q8_model};
 use predicates::prelude::*;
 

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use callwatch::api::client::Connection;
-use callwatch::api::pb;
+use callwatch_client::Connection;
+use callwatch_proto::pb;
 use common::{callwatch, fixture, q8_model};
 use predicates::prelude::*;
 

@@ -7,13 +7,13 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callwatch::api::client::{self, Connection, SoftphoneCall, WatchFilter};
-use callwatch::api::config::{ServeConfig, TokenEntry};
-use callwatch::api::pb::{self, alert_event::Event, call_update::Update, server_message::Message as Out};
-use callwatch::api::server::Server;
-use callwatch::audio;
-use callwatch::rules::sidecar;
-use callwatch::text::word_error_rate;
+use callwatch_client::{self as client, Connection, SoftphoneCall, WatchFilter};
+use callwatch_core::audio;
+use callwatch_core::rules::sidecar;
+use callwatch_core::text::word_error_rate;
+use callwatch_proto::pb::{self, alert_event::Event, call_update::Update, server_message::Message as Out};
+use callwatch_server::config::{ServeConfig, TokenEntry};
+use callwatch_server::server::Server;
 use common::{fixture, q8_model, Reference};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -285,7 +285,7 @@ async fn a_stalled_dashboard_delays_no_one_and_catches_up_from_the_store() {
     // The reading dashboard got every event as it was recorded.
     for (event, arrived) in &live {
         let recorded_ms = event.at_unix_ms;
-        let lag_ms = callwatch::api::now_unix_ms() - recorded_ms - arrived.elapsed().as_millis() as i64;
+        let lag_ms = callwatch_core::time::now_unix_ms() - recorded_ms - arrived.elapsed().as_millis() as i64;
         assert!(
             lag_ms < 1000,
             "{} arrived {lag_ms} ms after it was recorded",
@@ -746,7 +746,7 @@ async fn health_reflection_and_tls() {
     std::fs::write(&cert_path, cert.cert.pem()).unwrap();
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
     let mut cfg = config(&dir.path().join("data"));
-    cfg.tls = Some(callwatch::api::config::TlsFiles {
+    cfg.tls = Some(callwatch_server::config::TlsFiles {
         cert: cert_path.clone(),
         key: key_path,
     });

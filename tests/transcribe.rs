@@ -2,11 +2,12 @@
 
 mod common;
 
-use callwatch::audio;
-use callwatch::text::word_error_rate;
-use callwatch::transcribe::Model;
-use callwatch::transcript::{transcribe_recording, TranscriptLine};
-use callwatch::vad::VadConfig;
+use callwatch_asr::transcribe::transcribe_recording;
+use callwatch_asr::transcribe::Model;
+use callwatch_core::audio;
+use callwatch_core::text::word_error_rate;
+use callwatch_core::transcript::TranscriptLine;
+use callwatch_core::vad::VadConfig;
 use common::{callwatch, fixture, q8_model, Reference};
 
 fn transcribe(wav: &str) -> Vec<TranscriptLine> {

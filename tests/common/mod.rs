@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use callwatch::model;
+use callwatch_asr::model;
 
 /// The converted models, fetched and converted on first use (a no-op when
 /// `make test` has already done it). Tests never run without the real model.

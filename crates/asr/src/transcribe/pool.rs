@@ -1,0 +1,215 @@
+//! The transcriber pool: dedicated OS threads (never the async runtime), one
+//! `WhisperState` each, all sharing one loaded model, fed from one bounded
+//! queue shared by every call.
+//!
+//! Queue policy, in order:
+//! - finals are taken before partials, oldest first;
+//! - a new partial replaces a queued partial of the same utterance (the old
+//!   one is stale), and a final removes its utterance's queued partials;
+//! - when `max_partials` are queued, the oldest partial is shed;
+//! - finals are never shed: when `max_finals` are queued the submitter waits
+//!   (back-pressure on that call's front end);
+//! - with two or more workers, one is always kept from partials: a decode
+//!   cannot be interrupted, so a final arriving while every worker is busy
+//!   with a partial would wait for one to finish. Under load, partials (which
+//!   re-decode a growing utterance and cost more than finals) are then shed
+//!   instead of delaying finals.
+//!
+//! Shed partials are counted; a consumer sees them only as fewer revisions.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use callwatch_core::events::{Event, Transcript};
+use callwatch_core::pipeline::{Decoder, Job};
+
+use super::Model;
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Worker threads, each decoding one job at a time.
+    pub workers: usize,
+    /// CPU threads each decode uses.
+    pub threads_per_worker: usize,
+    pub max_partials: usize,
+    pub max_finals: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            workers: cores,
+            threads_per_worker: 1,
+            max_partials: 2 * cores,
+            max_finals: 256,
+        }
+    }
+}
+
+/// Counters for the summary and the metrics endpoint.
+#[derive(Debug, Default)]
+pub struct PoolStats {
+    pub finals_done: AtomicU64,
+    pub partials_shed: AtomicU64,
+}
+
+impl PoolStats {
+    fn shed(&self, n: u64) {
+        self.partials_shed.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("callwatch_partials_shed_total").increment(n);
+    }
+}
+
+#[derive(Default)]
+struct Queue {
+    finals: VecDeque<Job>,
+    partials: VecDeque<Job>,
+    /// Partials being decoded now.
+    partials_running: usize,
+    closed: bool,
+}
+
+struct Shared {
+    queue: Mutex<Queue>,
+    work: Condvar,
+    room: Condvar,
+    cfg: PoolConfig,
+    stats: PoolStats,
+}
+
+pub struct Pool {
+    shared: Arc<Shared>,
+    workers: Vec<JoinHandle<()>>,
+}
+
+impl Pool {
+    pub fn new(model: &Model, cfg: PoolConfig) -> Result<Self> {
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            cfg,
+            stats: PoolStats::default(),
+        });
+        let workers = (0..cfg.workers.max(1))
+            .map(|i| {
+                let mut transcriber = model.transcriber(cfg.threads_per_worker)?;
+                let shared = shared.clone();
+                Ok(std::thread::Builder::new()
+                    .name(format!("whisper-{i}"))
+                    .spawn(move || worker(&shared, &mut transcriber))?)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { shared, workers })
+    }
+
+    pub fn stats(&self) -> &PoolStats {
+        &self.shared.stats
+    }
+}
+
+impl Decoder for Pool {
+    fn submit(&self, job: Job) {
+        let stats = &self.shared.stats;
+        let mut q = self.shared.queue.lock().expect("poisoned");
+        if job.is_final {
+            let before = q.partials.len();
+            q.partials.retain(|p| !p.same_utterance(&job));
+            stats.shed((before - q.partials.len()) as u64);
+            while q.finals.len() >= self.shared.cfg.max_finals {
+                q = self.shared.room.wait(q).expect("poisoned");
+            }
+            q.finals.push_back(job);
+        } else {
+            if let Some(i) = q.partials.iter().position(|p| p.same_utterance(&job)) {
+                q.partials.remove(i);
+                stats.shed(1);
+            }
+            if q.partials.len() >= self.shared.cfg.max_partials {
+                q.partials.pop_front();
+                stats.shed(1);
+            }
+            q.partials.push_back(job);
+        }
+        metrics::gauge!("callwatch_queue_depth").set((q.finals.len() + q.partials.len()) as f64);
+        drop(q);
+        self.shared.work.notify_one();
+    }
+}
+
+impl Drop for Pool {
+    /// Finishes every queued final (partials too), then stops the workers.
+    fn drop(&mut self) {
+        self.shared.queue.lock().expect("poisoned").closed = true;
+        self.shared.work.notify_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
+    let partial_slots = shared.cfg.workers.saturating_sub(1).max(1);
+    loop {
+        let job = {
+            let mut q = shared.queue.lock().expect("poisoned");
+            loop {
+                if let Some(job) = q.finals.pop_front() {
+                    shared.room.notify_one();
+                    break job;
+                }
+                if q.partials_running < partial_slots {
+                    if let Some(job) = q.partials.pop_front() {
+                        q.partials_running += 1;
+                        break job;
+                    }
+                }
+                if q.closed {
+                    return;
+                }
+                q = shared.work.wait(q).expect("poisoned");
+            }
+        };
+        let started = Instant::now();
+        let result = transcriber.transcribe(&job.samples);
+        let took = started.elapsed();
+        metrics::histogram!("callwatch_inference_seconds").record(took.as_secs_f64());
+        let hyp = match result {
+            Ok(h) => h,
+            Err(err) => {
+                // whisper.cpp failing on one clip must not take the call down;
+                // the final still goes out, empty, so the utterance closes.
+                metrics::counter!("callwatch_transcription_failures_total").increment(1);
+                tracing::error!(call = %job.sink.call_id, "transcription failed: {err:#}");
+                super::Hypothesis::default()
+            }
+        };
+        let t = Transcript {
+            call_id: job.sink.call_id.clone(),
+            channel: job.channel,
+            utterance_id: job.utterance_id,
+            revision: job.revision,
+            is_final: job.is_final,
+            start_s: job.start_s,
+            end_s: job.end_s,
+            text: hyp.text,
+            tokens: hyp.tokens,
+            ready_after_s: job.sink.elapsed_s(),
+        };
+        if job.is_final {
+            shared.stats.finals_done.fetch_add(1, Ordering::Relaxed);
+            job.sink.send(Event::Transcript(t));
+        } else {
+            job.sink.send_partial(t);
+            shared.queue.lock().expect("poisoned").partials_running -= 1;
+            // A worker may be waiting for this partial slot.
+            shared.work.notify_one();
+        }
+    }
+}

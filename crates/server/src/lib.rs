@@ -1,0 +1,24 @@
+//! The gRPC service: softphones stream calls in ([`ingest`]), supervisors'
+//! dashboards watch alerts and calls ([`supervisor`]), operators reload the
+//! rules ([`admin`]), agents' panels get their nudges ([`agent`]), and
+//! browsers load the dashboard ([`web`]) and speak gRPC-web. Everything a supervisor sees is written to the
+//! [`store`] before the [`hub`] publishes it, so a reconnecting dashboard
+//! replays what it missed from the store.
+//!
+//! The wire types are generated from `proto/callwatch/v1/*.proto`; this
+//! module translates between them and the pipeline's own types, which know
+//! nothing of the wire.
+
+pub mod admin;
+pub mod agent;
+pub mod auth;
+pub mod calls;
+pub mod config;
+pub mod hub;
+pub mod ingest;
+pub mod server;
+pub mod store;
+pub mod supervisor;
+pub mod web;
+
+pub use callwatch_proto::pb;

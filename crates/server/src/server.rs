@@ -1,0 +1,311 @@
+//! `callwatch serve`: the services on one port, with health, reflection,
+//! access control, optional TLS, Prometheus metrics and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::transport::{Identity as TlsIdentity, ServerTlsConfig};
+
+use tower::Layer as _;
+
+use crate::admin::Admin;
+use crate::agent::{AgentDesk, Desks};
+use crate::calls::Calls;
+use crate::config::ServeConfig;
+use crate::hub::Feed;
+use crate::ingest::Ingest;
+use crate::pb;
+use crate::store::Store;
+use crate::supervisor::Supervisor;
+use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
+use callwatch_asr::transcribe::Model;
+use callwatch_core::rules::config::Rulebook;
+use callwatch_core::time::now_unix_ms;
+
+/// A rulebook as loaded, with where it came from.
+pub struct LoadedRules {
+    pub book: Arc<Rulebook>,
+    pub path: PathBuf,
+    pub text: String,
+    pub loaded_unix_ms: i64,
+}
+
+impl LoadedRules {
+    pub fn load(path: &Path) -> Result<Self> {
+        // Read once: the text kept is the text parsed.
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule file", path.display()))?;
+        let book = Rulebook::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+        Ok(Self {
+            book: Arc::new(book),
+            path: path.to_owned(),
+            text,
+            loaded_unix_ms: now_unix_ms(),
+        })
+    }
+}
+
+/// What every RPC handler shares.
+pub struct Shared {
+    pub config: ServeConfig,
+    pub pool: Arc<Pool>,
+    pub store: Arc<Store>,
+    pub feed: Arc<Feed>,
+    pub calls: Calls,
+    pub desks: Desks,
+    pub rules: RwLock<Arc<LoadedRules>>,
+    /// Becomes true when the server starts shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// New streams are refused once shutdown has begun.
+    pub fn accepting(&self) -> Result<(), tonic::Status> {
+        if *self.shutdown.borrow() {
+            return Err(tonic::Status::unavailable("the server is shutting down"));
+        }
+        Ok(())
+    }
+
+    /// The rules new calls get.
+    pub fn rules(&self) -> Arc<LoadedRules> {
+        self.rules.read().expect("poisoned").clone()
+    }
+}
+
+/// A running server.
+pub struct Server {
+    pub addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), tonic::transport::Error>>,
+    grace: Duration,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// Loads the model and rules, opens the store, binds and starts serving.
+    pub async fn start(config: ServeConfig) -> Result<Self> {
+        let tokens = config.tokens()?;
+        let rules = LoadedRules::load(&config.rules)?;
+        let model_path = config.model.clone().unwrap_or_else(callwatch_asr::model::default_model);
+        let defaults = PoolConfig::default();
+        let workers = if config.workers == 0 {
+            defaults.workers
+        } else {
+            config.workers
+        };
+        let threads = config.threads.max(1);
+        let pool = tokio::task::spawn_blocking(move || -> Result<Pool> {
+            let model = Model::load(&model_path)?;
+            Pool::new(
+                &model,
+                PoolConfig {
+                    workers,
+                    threads_per_worker: threads,
+                    max_partials: 2 * workers,
+                    ..defaults
+                },
+            )
+        })
+        .await??;
+        let store = Arc::new(Store::open(&config.data)?);
+        if let Some(addr) = config.metrics_listen {
+            metrics_exporter_prometheus::PrometheusBuilder::new()
+                .with_http_listener(addr)
+                .install()
+                .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        }
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        let tls = match &config.tls {
+            Some(files) => {
+                let read = |p: &Path| std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()));
+                Some(ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(&files.cert)?, read(&files.key)?)))
+            }
+            None => None,
+        };
+        let (stop, shutdown) = watch::channel(false);
+        let grace = Duration::from_secs_f64(config.shutdown_grace_s);
+        let shared = Arc::new(Shared {
+            feed: Arc::new(Feed::new(store.clone(), config.limits.subscriber_queue)),
+            store,
+            pool: Arc::new(pool),
+            calls: Calls::default(),
+            desks: Desks::default(),
+            rules: RwLock::new(Arc::new(rules)),
+            shutdown: shutdown.clone(),
+            config,
+        });
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
+            .await;
+        health
+            .set_serving::<pb::supervisor_server::SupervisorServer<Supervisor>>()
+            .await;
+        health.set_serving::<pb::admin_server::AdminServer<Admin>>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+
+        let auth = move |req| tokens.authenticate(req);
+        // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
+        // use accept it, on the same port. Streaming *to* the server is not
+        // possible from a browser, so CallIngest stays gRPC only.
+        let grpc_web = tonic_web::GrpcWebLayer::new();
+        let routes = tonic::service::Routes::new(health_service)
+            .add_service(reflection)
+            .add_service(pb::call_ingest_server::CallIngestServer::with_interceptor(
+                Ingest { shared: shared.clone() },
+                auth.clone(),
+            ))
+            .add_service(
+                grpc_web.layer(pb::supervisor_server::SupervisorServer::with_interceptor(
+                    Supervisor::new(shared.clone()),
+                    auth.clone(),
+                )),
+            )
+            .add_service(grpc_web.layer(pb::admin_server::AdminServer::with_interceptor(
+                Admin { shared: shared.clone() },
+                auth.clone(),
+            )))
+            .add_service(grpc_web.layer(pb::agent_desk_server::AgentDeskServer::with_interceptor(
+                AgentDesk { shared: shared.clone() },
+                auth,
+            )));
+        // Anything that is not an RPC is the dashboard.
+        let routes: tonic::service::Routes = routes.into_axum_router().fallback(crate::web::asset).into();
+        let mut builder = tonic::transport::Server::builder().accept_http1(true);
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls).context("bad TLS certificate or key")?;
+        }
+        let router = builder
+            .layer(tower::layer::layer_fn(|inner| RpcMetrics { inner }))
+            .add_routes(routes);
+        let mut stopping = shutdown;
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+                health
+                    .set_not_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
+                    .await;
+            },
+        ));
+        tracing::info!(%addr, "callwatch serving");
+        Ok(Self {
+            addr,
+            stop,
+            task,
+            grace,
+            shared,
+        })
+    }
+
+    /// The alert feed (for its figures).
+    pub fn feed(&self) -> &Feed {
+        &self.shared.feed
+    }
+
+    /// Stops accepting calls and requests, lets calls in progress finish
+    /// their finals and alerts into the store, and returns within the grace
+    /// period.
+    pub async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(true);
+        let started = Instant::now();
+        let mut task = self.task;
+        let served = tokio::time::timeout(self.grace, &mut task).await;
+        // Calls still finishing (a session thread mid-way) get what is left.
+        while !self.shared.calls.is_empty() && started.elapsed() < self.grace {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        match served {
+            Ok(joined) => joined?.context("the gRPC server failed")?,
+            Err(_) => {
+                task.abort();
+                tracing::warn!(
+                    live = self.shared.calls.len(),
+                    "grace period over; stopping with calls unfinished"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Serves until SIGINT or SIGTERM, then stops gracefully.
+pub async fn run(config: ServeConfig) -> Result<()> {
+    let server = Server::start(config).await?;
+    println!("callwatch serving on {}", server.addr);
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    eprintln!("shutting down: finishing calls in progress");
+    server.stop().await
+}
+
+/// Per-RPC request counts (gRPC and gRPC-web) and time to the response's start, by method and
+/// the status the response started with (streams report later errors in
+/// their trailers, not here).
+#[derive(Clone)]
+struct RpcMetrics<S> {
+    inner: S,
+}
+
+impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetrics<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        // Dashboard files are not RPCs.
+        let rpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
+        if !rpc {
+            return Box::pin(self.inner.call(req));
+        }
+        let method = req.uri().path().to_owned();
+        let started = Instant::now();
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let response = response.await;
+            let code = match &response {
+                Ok(r) => r
+                    .headers()
+                    .get("grpc-status")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("0")
+                    .to_owned(),
+                Err(_) => "transport".to_owned(),
+            };
+            metrics::counter!("callwatch_rpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
+            metrics::histogram!("callwatch_rpc_response_seconds", "method" => method)
+                .record(started.elapsed().as_secs_f64());
+            response
+        })
+    }
+}

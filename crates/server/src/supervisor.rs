@@ -1,0 +1,259 @@
+//! `Supervisor`: the dashboards' side. Team scoping is applied here, from
+//! the caller's identity (see [`crate::auth`]).
+
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{broadcast, mpsc};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::hub::{Cursor, Filter};
+use crate::server::Shared;
+use crate::store::AckError;
+use crate::{auth, pb};
+use callwatch_core::time::now_unix_ms;
+use pb::call_update::Update;
+
+pub struct Supervisor {
+    pub shared: Arc<Shared>,
+    /// Claims are checked and recorded one at a time, so two supervisors
+    /// cannot both claim an alert.
+    claims: Arc<Mutex<()>>,
+}
+
+impl Supervisor {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            claims: Arc::default(),
+        }
+    }
+}
+
+/// Runs store work off the async runtime (SQLite blocks).
+async fn in_store<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&Shared) -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Status> {
+    let shared = shared.clone();
+    tokio::task::spawn_blocking(move || f(&shared))
+        .await
+        .map_err(|_| Status::internal("a store task panicked"))?
+        .map_err(|e| Status::internal(format!("store: {e:#}")))
+}
+
+fn not_found(call_id: &str) -> Status {
+    Status::not_found(format!("no call {call_id:?}"))
+}
+
+#[tonic::async_trait]
+impl pb::supervisor_server::Supervisor for Supervisor {
+    type WatchAlertsStream = ReceiverStream<Result<pb::AlertEvent, Status>>;
+    type WatchCallStream = ReceiverStream<Result<pb::CallUpdate, Status>>;
+
+    async fn watch_alerts(
+        &self,
+        request: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<Self::WatchAlertsStream>, Status> {
+        let who = auth::identity(&request)?;
+        self.shared.accepting()?;
+        let req = request.into_inner();
+        let after = match req.resume_after.as_str() {
+            "" if req.backlog > 0 => {
+                let backlog = req.backlog;
+                Some(Cursor(
+                    in_store(&self.shared, move |s| s.store.seq_before_last(backlog)).await?,
+                ))
+            }
+            "" => None,
+            c => Some(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
+        };
+        let filter = Filter {
+            team: who.teams_for(&req.team)?,
+            agent_id: (!req.agent_id.is_empty()).then_some(req.agent_id),
+            min_severity: req.min_severity,
+            rule_id: (!req.rule_id.is_empty()).then_some(req.rule_id),
+        };
+        // Behind this queue, the feed's own per-subscriber queue, then the store.
+        let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
+        let feed = self.shared.feed.clone();
+        tokio::spawn(feed.follow(filter, after, tx, self.shared.shutdown.clone()));
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn watch_call(
+        &self,
+        request: Request<pb::WatchCallRequest>,
+    ) -> Result<Response<Self::WatchCallStream>, Status> {
+        let who = auth::identity(&request)?;
+        self.shared.accepting()?;
+        let call_id = request.into_inner().call_id;
+        let live = self.shared.calls.get(&call_id);
+        // Subscribe before the snapshot: nothing falls between the two.
+        let updates = live.as_ref().map(|c| c.updates.subscribe());
+        let snapshot = Self::snapshot_of(&self.shared, &call_id)
+            .await?
+            .ok_or_else(|| not_found(&call_id))?;
+        let team = snapshot.first().and_then(|u| match &u.update {
+            Some(Update::Call(info)) => Some(info.team.clone()),
+            _ => None,
+        });
+        who.may_supervise(team.as_deref().unwrap_or_default())?;
+        let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            for update in snapshot {
+                if tx.send(Ok(update)).await.is_err() {
+                    return;
+                }
+            }
+            let Some(mut updates) = updates else { return };
+            let mut shutdown = shared.shutdown.clone();
+            loop {
+                let update = tokio::select! {
+                    u = updates.recv() => u,
+                    _ = shutdown.changed() => return,
+                };
+                match update {
+                    Ok(update) => {
+                        let over =
+                            matches!(&update.update, Some(Update::Call(i)) if i.state != pb::CallState::Live as i32);
+                        if tx.send(Ok(update)).await.is_err() || over {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(call = %call_id, missed, "a call watcher fell behind; sending a fresh snapshot");
+                        match Supervisor::snapshot_of(&shared, &call_id).await {
+                            Ok(Some(snapshot)) => {
+                                for update in snapshot {
+                                    if tx.send(Ok(update)).await.is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                            _ => return,
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn list_calls(
+        &self,
+        request: Request<pb::ListCallsRequest>,
+    ) -> Result<Response<pb::ListCallsResponse>, Status> {
+        let who = auth::identity(&request)?;
+        let req = request.into_inner();
+        let team = who.teams_for(&req.team)?;
+        let mut calls = self.shared.calls.list(team.as_deref());
+        let recent = if req.recent == 0 { 50 } else { req.recent.min(1000) };
+        let ended = in_store(&self.shared, move |s| s.store.recent_calls(team.as_deref(), recent)).await?;
+        // A call that just ended may be in both lists.
+        let live: std::collections::HashSet<String> = calls.iter().map(|c| c.call_id.clone()).collect();
+        calls.extend(ended.into_iter().filter(|c| !live.contains(&c.call_id)));
+        Ok(Response::new(pb::ListCallsResponse { calls }))
+    }
+
+    async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
+        let who = auth::identity(&request)?;
+        let call_id = request.into_inner().call_id;
+        let id = call_id.clone();
+        let mut record = in_store(&self.shared, move |s| s.store.record(&id))
+            .await?
+            .ok_or_else(|| not_found(&call_id))?;
+        who.may_supervise(record.call.as_ref().map_or("", |c| c.team.as_str()))?;
+        if let Some(live) = self.shared.calls.get(&call_id) {
+            record.call = Some(live.info());
+            record.scorecard = Some(live.scorecard.lock().expect("poisoned").clone());
+        }
+        Ok(Response::new(record))
+    }
+
+    async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let who = auth::identity(&request)?;
+        let team = match &who.role {
+            auth::Role::Supervisor(Some(team)) => team.clone(),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::WhoAmIResponse {
+            name: who.name,
+            role: who.role.to_string(),
+            team,
+        }))
+    }
+
+    async fn acknowledge_alert(
+        &self,
+        request: Request<pb::AcknowledgeAlertRequest>,
+    ) -> Result<Response<pb::Acknowledgement>, Status> {
+        let who = auth::identity(&request)?;
+        let req = request.into_inner();
+        let (shared, claims) = (self.shared.clone(), self.claims.clone());
+        let claimed = tokio::task::spawn_blocking(move || {
+            let _one_at_a_time = claims.lock().expect("poisoned");
+            let internal = |e: anyhow::Error| Status::internal(format!("store: {e:#}"));
+            let (info, _) = shared
+                .store
+                .call(&req.call_id)
+                .map_err(internal)?
+                .ok_or_else(|| not_found(&req.call_id))?;
+            who.may_supervise(&info.team)?;
+            let meta = match shared.store.check_claim(&req.call_id, req.alert_id).map_err(internal)? {
+                Ok(meta) => meta,
+                Err(e @ AckError::NoSuchAlert(..)) => return Err(Status::not_found(e.to_string())),
+                Err(e @ AckError::AlreadyClaimed(..)) => return Err(Status::already_exists(e.to_string())),
+            };
+            let ack = pb::Acknowledgement {
+                call_id: req.call_id.clone(),
+                alert_id: req.alert_id,
+                by: who.name.clone(),
+                at_unix_ms: now_unix_ms(),
+                note: req.note.clone(),
+            };
+            let event = pb::AlertEvent {
+                at_unix_ms: ack.at_unix_ms,
+                event: Some(pb::alert_event::Event::Acknowledgement(ack.clone())),
+                ..Default::default()
+            };
+            shared.feed.record(meta, event).map_err(internal)?;
+            Ok(ack)
+        })
+        .await
+        .map_err(|_| Status::internal("a store task panicked"))??;
+        if let Some(live) = self.shared.calls.get(&claimed.call_id) {
+            live.publish(Update::Acknowledgement(claimed.clone()));
+        }
+        Ok(Response::new(claimed))
+    }
+}
+
+impl Supervisor {
+    /// What is known of a call now, as updates: its info first, then the
+    /// final transcript, alerts, retractions, claims and the scorecard.
+    async fn snapshot_of(shared: &Arc<Shared>, call_id: &str) -> Result<Option<Vec<pb::CallUpdate>>, Status> {
+        let id = call_id.to_owned();
+        let record = in_store(shared, move |s| s.store.record(&id)).await?;
+        let Some(record) = record else { return Ok(None) };
+        let live = shared.calls.get(call_id);
+        let info = live.as_ref().map(|c| c.info()).or(record.call);
+        let scorecard = live
+            .as_ref()
+            .map(|c| c.scorecard.lock().expect("poisoned").clone())
+            .or(record.scorecard);
+        let updates = info
+            .map(Update::Call)
+            .into_iter()
+            .chain(record.transcript.into_iter().map(Update::Transcript))
+            .chain(record.alerts.into_iter().map(Update::Alert))
+            .chain(record.retractions.into_iter().map(Update::Retraction))
+            .chain(record.acknowledgements.into_iter().map(Update::Acknowledgement))
+            .chain(scorecard.map(Update::Scorecard))
+            .map(|u| pb::CallUpdate { update: Some(u) })
+            .collect();
+        Ok(Some(updates))
+    }
+}
