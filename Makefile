@@ -11,7 +11,7 @@ BIN := target/release/callwatch
 # fire live. Its call control (hold/unhold) comes from the sidecar file.
 SAMPLE ?= tests/fixtures/calls/hold_violation_call.wav
 
-.PHONY: all setup deps test-deps web build model demo test bench lint fixtures clean-models
+.PHONY: all setup deps test-deps web build model demo test test-core bench lint fixtures clean-models
 
 all: build
 
@@ -48,6 +48,13 @@ demo: setup
 # debug mode is an order of magnitude slower. One test at a time: each
 # inference already uses both cores, and ggml's spinning worker threads slow
 # to a crawl when oversubscribed.
+# The core crate alone: no whisper.cpp, no tonic, no system packages beyond
+# a Rust toolchain. Fails if either ever becomes a dependency of it.
+test-core:
+	@if $(CARGO) tree -p callwatch-core -e normal --prefix none | grep -E '^(whisper-rs|tonic)'; then \
+		echo "callwatch-core must not depend on whisper-rs or tonic" >&2; exit 1; fi
+	$(CARGO) test -p callwatch-core --locked
+
 test: setup test-deps
 	$(CARGO) test --release --locked -- --test-threads=1
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
-use crate::server::{LoadedRules, Shared};
+use crate::context::{LoadedRules, Shared};
 use crate::{auth, pb};
 
 pub struct Admin {

@@ -10,8 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::{self, Role};
+use crate::context::Shared;
 use crate::pb;
-use crate::server::Shared;
 
 /// Updates an agent's panel may fall behind by; older ones are overwritten
 /// (a nudge is useful now or not at all; the supervisor feed keeps alerts).

@@ -24,8 +24,8 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::agent::Desks;
 use crate::calls::LiveCall;
+use crate::context::Shared;
 use crate::hub::Feed;
-use crate::server::Shared;
 use crate::store::Meta;
 use crate::{auth, pb};
 use callwatch_core::alerts::{Audience, RuleOutput};

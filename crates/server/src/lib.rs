@@ -14,6 +14,7 @@ pub mod agent;
 pub mod auth;
 pub mod calls;
 pub mod config;
+pub mod context;
 pub mod hub;
 pub mod ingest;
 pub mod server;

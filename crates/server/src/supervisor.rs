@@ -7,8 +7,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::context::Shared;
 use crate::hub::{Cursor, Filter};
-use crate::server::Shared;
 use crate::store::AckError;
 use crate::{auth, pb};
 use callwatch_core::time::now_unix_ms;
