@@ -353,7 +353,7 @@ mod tests {
 
     fn fixture(name: &str) -> Vec<(Channel, Vec<f32>)> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures")
+            .join("../../tests/fixtures")
             .join(name);
         read_wav(&path).unwrap().to_16k().unwrap().channels
     }
@@ -373,7 +373,7 @@ mod tests {
     /// utterance starts and ends within 300 ms of the reference.
     #[test]
     fn boundaries_match_the_reference_call() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/calls");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/calls");
         let reference: Reference =
             serde_json::from_str(&std::fs::read_to_string(dir.join("basic_call.ref.json")).unwrap()).unwrap();
         for (channel, samples) in fixture("calls/basic_call.wav") {
