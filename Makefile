@@ -56,7 +56,7 @@ test-core:
 	$(CARGO) test -p callwatch-core --locked
 
 test: setup test-deps
-	$(CARGO) test --release --locked -- --test-threads=1
+	$(CARGO) test --release --locked --workspace -- --test-threads=1
 
 bench: setup
 	$(BIN) bench transcribe
@@ -66,7 +66,7 @@ bench: setup
 
 lint: web
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --release --all-targets --locked -- -D warnings
+	$(CARGO) clippy --release --workspace --all-targets --locked -- -D warnings
 	cd web && npx tsc -p .
 
 # Regenerates the synthetic calls (needs espeak-ng and sox).
