@@ -138,11 +138,21 @@ impl Scorecard {
 
     /// Records a decision; a failure stays a failure.
     pub fn set(&mut self, rule: usize, status: Status, t_s: f64, evidence: &str) {
-        let (s, i) = self.index[rule];
-        let item = &mut self.sections[s].items[i];
-        if item.status == Status::Fail && status != Status::Pending {
+        if self.status(rule) == Status::Fail && status != Status::Pending {
             return;
         }
+        self.write(rule, status, t_s, evidence);
+    }
+
+    /// Records a decision even over a failure: for a rule whose earliest
+    /// standing failure changed (a provisional one was retracted).
+    pub fn replace(&mut self, rule: usize, status: Status, t_s: f64, evidence: &str) {
+        self.write(rule, status, t_s, evidence);
+    }
+
+    fn write(&mut self, rule: usize, status: Status, t_s: f64, evidence: &str) {
+        let (s, i) = self.index[rule];
+        let item = &mut self.sections[s].items[i];
         // A time only where there is something to point at: the words, or the failure.
         let pinned = status == Status::Fail || (status == Status::Pass && !evidence.is_empty());
         let t_s = pinned.then_some((t_s * 10.0).round() / 10.0);
