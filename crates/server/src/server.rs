@@ -21,10 +21,12 @@ use crate::agent::{AgentDesk, Desks};
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::context::{LoadedRules, Shared};
-use crate::hub::Feed;
+use crate::feed::hub::Hub;
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
-use crate::store::Store;
+use crate::store::sqlite::Sqlite;
+use crate::store::CallStore;
 use crate::supervisor::Supervisor;
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
@@ -42,8 +44,8 @@ impl Server {
     /// Loads the model and rules, opens the store, binds and starts serving.
     pub async fn start(config: ServeConfig) -> Result<Self> {
         let tokens = config.tokens()?;
-        let rules = LoadedRules::load(&config.rules)?;
-        let model_path = config.model.clone().unwrap_or_else(callwatch_asr::model::default_model);
+        let rules = LoadedRules::load(config.rules.as_deref())?;
+        let model_path = callwatch_asr::model::locate(config.model.as_deref())?;
         let defaults = PoolConfig::default();
         let workers = if config.workers == 0 {
             defaults.workers
@@ -64,7 +66,7 @@ impl Server {
             )
         })
         .await??;
-        let store = Arc::new(Store::open(&config.data)?);
+        let store: Arc<dyn CallStore> = Arc::new(Sqlite::open(&config.data)?);
         if let Some(addr) = config.metrics_listen {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
@@ -85,7 +87,7 @@ impl Server {
         let (stop, shutdown) = watch::channel(false);
         let grace = Duration::from_secs_f64(config.shutdown_grace_s);
         let shared = Arc::new(Shared {
-            feed: Arc::new(Feed::new(store.clone(), config.limits.subscriber_queue)),
+            feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
             store,
             pool: Arc::new(pool),
             calls: Calls::default(),
@@ -163,8 +165,8 @@ impl Server {
     }
 
     /// The alert feed (for its figures).
-    pub fn feed(&self) -> &Feed {
-        &self.shared.feed
+    pub fn feed(&self) -> &dyn Feed {
+        self.shared.feed.as_ref()
     }
 
     /// Stops accepting calls and requests, lets calls in progress finish

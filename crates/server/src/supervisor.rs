@@ -8,7 +8,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::context::Shared;
-use crate::hub::{Cursor, Filter};
+use crate::cursor::Cursor;
+use crate::feed::Start;
+use crate::filter::Filter;
 use crate::store::AckError;
 use crate::{auth, pb};
 use callwatch_core::time::now_unix_ms;
@@ -58,15 +60,10 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let who = auth::identity(&request)?;
         self.shared.accepting()?;
         let req = request.into_inner();
-        let after = match req.resume_after.as_str() {
-            "" if req.backlog > 0 => {
-                let backlog = req.backlog;
-                Some(Cursor(
-                    in_store(&self.shared, move |s| s.store.seq_before_last(backlog)).await?,
-                ))
-            }
-            "" => None,
-            c => Some(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
+        let start = match req.resume_after.as_str() {
+            "" if req.backlog > 0 => Start::Backlog(req.backlog),
+            "" => Start::Now,
+            c => Start::After(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
         };
         let filter = Filter {
             team: who.teams_for(&req.team)?,
@@ -77,7 +74,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         // Behind this queue, the feed's own per-subscriber queue, then the store.
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let feed = self.shared.feed.clone();
-        tokio::spawn(feed.follow(filter, after, tx, self.shared.shutdown.clone()));
+        tokio::spawn(feed.follow(filter, start, tx, self.shared.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
