@@ -649,3 +649,25 @@ fn print_model(path: &std::path::Path) -> Result<()> {
     println!("{}\n{}\n", model.path.display(), model.info);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monitor_pace(flags: &[&str]) -> Result<Pace, clap::Error> {
+        let args = ["callwatch", "monitor", "call.wav"].iter().chain(flags);
+        let Command::Monitor { pace, .. } = Cli::try_parse_from(args)?.command else {
+            panic!("not parsed as monitor");
+        };
+        Ok(pace.pace())
+    }
+
+    #[test]
+    fn monitor_replays_in_real_time_unless_fast() {
+        assert_eq!(monitor_pace(&[]).unwrap(), Pace::RealTime);
+        assert_eq!(monitor_pace(&["--realtime"]).unwrap(), Pace::RealTime);
+        assert_eq!(monitor_pace(&["--fast"]).unwrap(), Pace::Fast);
+        let both = monitor_pace(&["--fast", "--realtime"]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
+}

@@ -225,6 +225,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let example = ServeConfig::load(Some(&dir.join("callwatch.example.toml")), Overrides::default()).unwrap();
+        assert_eq!(example.rules, None, "the example uses the built-in rulebook");
+        assert_eq!(example.model, None, "the example finds the model on the search path");
+        let demo = ServeConfig::load(Some(&dir.join("demo.toml")), Overrides::default()).unwrap();
+        assert_eq!(demo.auth.tokens.len(), 3);
+    }
+
+    #[test]
     fn only_settings_are_read_from_the_environment() {
         assert!(is_setting("LIMITS.MAX_CALLS") && is_setting("limits__max_calls") && is_setting("shutdown_grace_s"));
         assert!(!is_setting("log") && !is_setting("token") && !is_setting("artifacts"));

@@ -105,10 +105,14 @@ impl Server {
             .set_serving::<pb::supervisor_server::SupervisorServer<Supervisor>>()
             .await;
         health.set_serving::<pb::admin_server::AdminServer<Admin>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection versions: grpcurl and grpcui speak v1; Python's
+        // grpcio-reflection, older grpcurl and Postman speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
 
         let auth = move |req| tokens.authenticate(req);
         // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
@@ -116,7 +120,8 @@ impl Server {
         // possible from a browser, so CallIngest stays gRPC only.
         let grpc_web = tonic_web::GrpcWebLayer::new();
         let routes = tonic::service::Routes::new(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pb::call_ingest_server::CallIngestServer::with_interceptor(
                 Ingest { shared: shared.clone() },
                 auth.clone(),

@@ -75,6 +75,7 @@ async fn record(feed: &Arc<dyn Feed>, team: &str, id: u64) -> Cursor {
         .await
         .unwrap()
         .unwrap()
+        .cursor
 }
 
 fn follow(feed: &Arc<dyn Feed>, filter: Filter, start: Start, buffer: usize) -> (Events, watch::Sender<bool>) {

@@ -18,10 +18,10 @@ use anyhow::Result;
 use tokio::sync::{mpsc, watch};
 
 use super::{Feed, Following, Out, Start};
-use crate::cursor::{Cursor, FeedEntry};
+use crate::cursor::FeedEntry;
 use crate::filter::{Filter, Meta};
 use crate::pb;
-use crate::store::CallStore;
+use crate::store::{Appended, CallStore};
 
 /// Feed entries read from the store at a time while catching up.
 const CATCH_UP_BATCH: usize = 256;
@@ -127,14 +127,14 @@ impl Hub {
 }
 
 impl Feed for Hub {
-    fn record(&self, meta: Meta, mut event: pb::AlertEvent) -> Result<Cursor> {
+    fn record(&self, meta: Meta, mut event: pb::AlertEvent) -> Result<Appended> {
         event.call_id.clone_from(&meta.call_id);
         event.agent_id.clone_from(&meta.agent_id);
         event.team.clone_from(&meta.team);
         let mut subscribers = self.subscribers.lock().expect("feed lock poisoned");
         let appended = self.store.append(&meta, &event)?;
         if !appended.fresh {
-            return Ok(appended.cursor);
+            return Ok(appended);
         }
         event.cursor = appended.cursor.to_string();
         let entry = Arc::new(FeedEntry {
@@ -157,7 +157,7 @@ impl Feed for Hub {
             }
         });
         metrics::gauge!("callwatch_feed_subscribers").set(subscribers.len() as f64);
-        Ok(appended.cursor)
+        Ok(appended)
     }
 
     fn follow(self: Arc<Self>, filter: Filter, start: Start, out: Out, shutdown: watch::Receiver<bool>) -> Following {

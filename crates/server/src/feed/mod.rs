@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::cursor::Cursor;
 use crate::filter::{Filter, Meta};
 use crate::pb;
+use crate::store::Appended;
 
 /// Where a follower starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +46,11 @@ pub type Following = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub trait Feed: Send + Sync {
     /// Stores `event` (its call, agent and team filled in from `meta`),
     /// then publishes it, and returns its cursor. Recording the same event
-    /// again (a retry) stores and publishes nothing and returns the first
-    /// cursor. Blocking (the store): call from the pipeline's threads or
+    /// again (a retry, or a second claim of an alert) stores and publishes
+    /// nothing and returns the first one's cursor, `fresh: false`.
+    /// Blocking (the store): call from the pipeline's threads or
     /// `spawn_blocking`.
-    fn record(&self, meta: Meta, event: pb::AlertEvent) -> Result<Cursor>;
+    fn record(&self, meta: Meta, event: pb::AlertEvent) -> Result<Appended>;
 
     /// Feeds `out` with the events from `start` on that match `filter`,
     /// each with its `cursor` set. Returns when `out` closes or `shutdown`
