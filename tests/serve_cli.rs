@@ -351,3 +351,48 @@ role = "admin"
     );
     assert_eq!((reloaded.path, reloaded.rule_ids), (rules.path, rules.rule_ids));
 }
+
+/// Without --model or CALLWATCH_MODEL, the model is looked for in the data
+/// directory, then ./models; when it is nowhere, the error says where it
+/// looked and how to fetch it.
+#[test]
+fn the_model_is_found_in_the_data_directory_or_its_absence_explained() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\n[[auth.tokens]]\ntoken = \"{AGENT}\"\nrole = \"agent:a17\"\n"),
+    )
+    .unwrap();
+    let from_root = || {
+        let mut cmd = callwatch();
+        cmd.current_dir("/")
+            .env("HOME", home.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("CALLWATCH_MODEL");
+        cmd
+    };
+    let models = home.path().join(".local/share/callwatch/models");
+    let expected = models.join("ggml-tiny.en-q8_0.bin");
+    from_root()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains(expected.display().to_string())
+                .and(predicate::str::contains("models/ggml-tiny.en-q8_0.bin"))
+                .and(predicate::str::contains(format!(
+                    "callwatch model fetch --dir {}",
+                    models.display()
+                ))),
+        );
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(q8_model(), &expected).unwrap();
+    from_root()
+        .args(["model", "locate"])
+        .assert()
+        .success()
+        .stdout(format!("{}\n", expected.display()));
+}
