@@ -2,7 +2,7 @@
 //! one order, to every dashboard that follows it. [`Feed`] is the seam;
 //! [`hub::Hub`] (in-process fan-out over the call store) is today's
 //! implementation, a message bus for a cluster (NATS JetStream) the next.
-//! Every implementation passes the contract suite in [`contract`].
+//! Every implementation passes the contract suite in `contract.rs` (tests only).
 //!
 //! The promise to a follower: every matching event after its start, in
 //! cursor order, exactly once, however slowly it reads; a slow follower

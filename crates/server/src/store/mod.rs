@@ -2,7 +2,7 @@
 //! durable log. [`CallStore`] is the seam; [`sqlite::Sqlite`] is today's
 //! implementation (one file in the data directory), a shared database for
 //! a cluster (PostgreSQL) is the next. Every implementation passes the
-//! contract suite in [`contract`].
+//! contract suite in `contract.rs` (tests only).
 //!
 //! Retried writes never duplicate a row: a call is begun once, a final is
 //! kept once per utterance, and a feed event once per (call, kind, alert)
