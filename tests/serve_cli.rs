@@ -1,6 +1,7 @@
 //! `callwatch serve`, `softphone` and `watch` as processes, as an operator
 //! runs them: configuration errors, the supervisor feed printing what
-//! `monitor` prints, and a graceful shutdown on SIGTERM mid-call.
+//! `monitor` prints, a graceful shutdown on SIGTERM mid-call, and a server
+//! started outside the repository.
 
 mod common;
 
@@ -66,12 +67,14 @@ fn http_get(addr: &str, path: &str) -> String {
 
 /// Starts `callwatch serve` and reads the address it bound.
 fn serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"));
+    command.args(["serve", "--config"]).arg(config);
+    serve_with(command)
+}
+
+/// Starts `command` (a `callwatch serve`) and reads the address it bound.
+fn serve_with(mut command: Command) -> (Child, String) {
+    let mut child = command.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -249,4 +252,147 @@ fn sigterm_finishes_the_call_in_progress_into_the_store() {
     let greeting = &record.transcript.first().expect("the greeting was kept").text;
     assert!(greeting.contains("Thank you for calling"), "{greeting}");
     assert!(record.scorecard.unwrap().is_final);
+}
+
+/// An installed binary: started in `/` with a config that names no rule
+/// file (the built-in rulebook) and no model (CALLWATCH_MODEL names it),
+/// the store where `--data` says.
+#[test]
+fn serve_runs_from_any_directory_with_the_built_in_rules() {
+    const ADMIN: &str = "cli-admin-token";
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"listen = "127.0.0.1:0"
+workers = 2
+
+[[auth.tokens]]
+token = "{SUPERVISOR}"
+role = "supervisor:billing"
+
+[[auth.tokens]]
+token = "{AGENT}"
+role = "agent:a17"
+
+[[auth.tokens]]
+token = "{ADMIN}"
+role = "admin"
+"#
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("store");
+    let mut command = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"));
+    command
+        .current_dir("/")
+        .env("CALLWATCH_MODEL", q8_model())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .arg("--data")
+        .arg(&data);
+    let (mut server, url) = serve_with(command);
+    callwatch()
+        .current_dir("/")
+        .arg("softphone")
+        .arg(fixture("calls/hold_violation_call.wav"))
+        .args([
+            "--fast",
+            "--call-id",
+            "from-root",
+            "--agent",
+            "a17",
+            "--team",
+            "billing",
+        ])
+        .args(["--server", &url, "--token", AGENT])
+        .assert()
+        .success();
+    let (record, rules, reloaded) = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let conn = |token: &str| Connection {
+            server: url.clone(),
+            token: token.into(),
+            ca: None,
+        };
+        let record = conn(SUPERVISOR)
+            .supervisor()
+            .await
+            .unwrap()
+            .get_call(pb::GetCallRequest {
+                call_id: "from-root".into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let mut admin = conn(ADMIN).admin().await.unwrap();
+        let rules = admin.get_rules(pb::GetRulesRequest {}).await.unwrap().into_inner();
+        // No path and no file configured: the built-in book again.
+        let reloaded = admin
+            .reload_rules(pb::ReloadRulesRequest { path: String::new() })
+            .await
+            .unwrap()
+            .into_inner();
+        (record, rules, reloaded)
+    });
+    terminate(&server);
+    assert!(server.wait().unwrap().success());
+    assert!(
+        data.join("callwatch.sqlite3").is_file(),
+        "the store is where --data says"
+    );
+    assert_eq!(record.call.unwrap().state, pb::CallState::Ended as i32);
+    let fired: Vec<_> = record.alerts.iter().map(|a| a.rule_id.as_str()).collect();
+    assert_eq!(fired.len(), 2, "{fired:?}");
+    assert_eq!(rules.path, "built-in rules/default.toml");
+    assert_eq!(
+        rules.text,
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")).unwrap()
+    );
+    assert_eq!((reloaded.path, reloaded.rule_ids), (rules.path, rules.rule_ids));
+}
+
+/// Without --model or CALLWATCH_MODEL, the model is looked for in the data
+/// directory, then ./models; when it is nowhere, the error says where it
+/// looked and how to fetch it.
+#[test]
+fn the_model_is_found_in_the_data_directory_or_its_absence_explained() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!("listen = \"127.0.0.1:0\"\n[[auth.tokens]]\ntoken = \"{AGENT}\"\nrole = \"agent:a17\"\n"),
+    )
+    .unwrap();
+    let from_root = || {
+        let mut cmd = callwatch();
+        cmd.current_dir("/")
+            .env("HOME", home.path())
+            .env_remove("XDG_DATA_HOME")
+            .env_remove("CALLWATCH_MODEL");
+        cmd
+    };
+    let models = home.path().join(".local/share/callwatch/models");
+    let expected = models.join("ggml-tiny.en-q8_0.bin");
+    from_root()
+        .args(["serve", "--config"])
+        .arg(&config)
+        .timeout(Duration::from_secs(30))
+        .assert()
+        .failure()
+        .stderr(
+            predicate::str::contains(expected.display().to_string())
+                .and(predicate::str::contains("models/ggml-tiny.en-q8_0.bin"))
+                .and(predicate::str::contains(format!(
+                    "callwatch model fetch --dir {}",
+                    models.display()
+                ))),
+        );
+    std::fs::create_dir_all(&models).unwrap();
+    std::os::unix::fs::symlink(q8_model(), &expected).unwrap();
+    from_root()
+        .args(["model", "locate"])
+        .assert()
+        .success()
+        .stdout(format!("{}\n", expected.display()));
 }

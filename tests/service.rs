@@ -38,7 +38,7 @@ fn config(data: &Path) -> ServeConfig {
         data: data.to_owned(),
         model: Some(q8_model()),
         workers: 2,
-        rules: Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml"),
+        rules: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")),
         ..ServeConfig::default()
     };
     cfg.auth.tokens = vec![

@@ -14,7 +14,7 @@ pub struct Admin {
 
 fn info(rules: &LoadedRules) -> pb::RulesInfo {
     pb::RulesInfo {
-        path: rules.path.display().to_string(),
+        path: rules.source(),
         rule_ids: rules.book.rules.iter().map(|r| r.id.to_string()).collect(),
         text: rules.text.clone(),
         loaded_unix_ms: rules.loaded_unix_ms,
@@ -25,11 +25,12 @@ fn info(rules: &LoadedRules) -> pb::RulesInfo {
 impl pb::admin_server::Admin for Admin {
     async fn reload_rules(&self, request: Request<pb::ReloadRulesRequest>) -> Result<Response<pb::RulesInfo>, Status> {
         auth::identity(&request)?.may_administer()?;
+        // No path: the configured file again, or the built-in book.
         let path = match request.into_inner().path {
             p if p.is_empty() => self.shared.config.rules.clone(),
-            p => PathBuf::from(p),
+            p => Some(PathBuf::from(p)),
         };
-        let loaded = tokio::task::spawn_blocking(move || LoadedRules::load(&path))
+        let loaded = tokio::task::spawn_blocking(move || LoadedRules::load(path.as_deref()))
             .await
             .map_err(|_| Status::internal("the rules loader panicked"))?
             // The rules in use stay: nothing has been swapped yet.

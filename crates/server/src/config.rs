@@ -22,13 +22,15 @@ pub struct ServeConfig {
     pub data: PathBuf,
     /// Prometheus metrics over HTTP (`/metrics`); off when absent.
     pub metrics_listen: Option<SocketAddr>,
-    /// ggml Whisper model [default: models/ggml-tiny.en-q8_0.bin].
+    /// ggml Whisper model [default: found on the model search path, see
+    /// `callwatch_asr::model::locate`].
     pub model: Option<PathBuf>,
     /// Transcriber threads; 0: one per CPU core.
     pub workers: usize,
     /// CPU threads per decode.
     pub threads: usize,
-    pub rules: PathBuf,
+    /// The rulebook file [default: the one built into the binary].
+    pub rules: Option<PathBuf>,
     /// Seconds in-flight calls get to finish on SIGINT/SIGTERM.
     pub shutdown_grace_s: f64,
     pub limits: Limits,
@@ -83,7 +85,7 @@ impl Default for ServeConfig {
             model: None,
             workers: 0,
             threads: 1,
-            rules: PathBuf::from("rules/default.toml"),
+            rules: None,
             shutdown_grace_s: 10.0,
             limits: Limits {
                 max_calls: 64,
@@ -217,7 +219,19 @@ mod tests {
         let cfg = load(&format!("listen = \"127.0.0.1:7000\"\n[limits]\nmax_calls = 3\nmax_chunk_bytes = 4096\nsubscriber_queue = 8\n{TOKENS}")).unwrap();
         assert_eq!(cfg.listen.port(), 7000);
         assert_eq!(cfg.limits.max_calls, 3);
-        assert_eq!(cfg.rules, PathBuf::from("rules/default.toml"));
+        assert_eq!(cfg.rules, None, "the built-in rulebook");
+        let cfg = load(&format!("rules = \"/etc/callwatch/rules.toml\"\n{TOKENS}")).unwrap();
+        assert_eq!(cfg.rules, Some(PathBuf::from("/etc/callwatch/rules.toml")));
+    }
+
+    #[test]
+    fn the_shipped_configs_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let example = ServeConfig::load(Some(&dir.join("callwatch.example.toml")), Overrides::default()).unwrap();
+        assert_eq!(example.rules, None, "the example uses the built-in rulebook");
+        assert_eq!(example.model, None, "the example finds the model on the search path");
+        let demo = ServeConfig::load(Some(&dir.join("demo.toml")), Overrides::default()).unwrap();
+        assert_eq!(demo.auth.tokens.len(), 3);
     }
 
     #[test]

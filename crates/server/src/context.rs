@@ -10,32 +10,47 @@ use tokio::sync::watch;
 use crate::agent::Desks;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
-use crate::hub::Feed;
-use crate::store::Store;
+use crate::feed::Feed;
+use crate::store::CallStore;
 use callwatch_asr::transcribe::pool::Pool;
+use callwatch_core::rules::builtin;
 use callwatch_core::rules::config::Rulebook;
 use callwatch_core::time::now_unix_ms;
 
 /// A rulebook as loaded, with where it came from.
 pub struct LoadedRules {
     pub book: Arc<Rulebook>,
-    pub path: PathBuf,
+    /// The file read; `None` for the built-in book.
+    pub path: Option<PathBuf>,
     pub text: String,
     pub loaded_unix_ms: i64,
 }
 
 impl LoadedRules {
-    pub fn load(path: &Path) -> Result<Self> {
-        // Read once: the text kept is the text parsed.
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule file", path.display()))?;
-        let book = Rulebook::parse(&text, &path.display().to_string()).map_err(anyhow::Error::msg)?;
+    /// Reads and checks `path`, or takes the built-in book for `None`.
+    pub fn load(path: Option<&Path>) -> Result<Self> {
+        let (text, name) = match path {
+            // Read once: the text kept is the text parsed.
+            Some(path) => (
+                std::fs::read_to_string(path).with_context(|| format!("{}: cannot read rule file", path.display()))?,
+                path.display().to_string(),
+            ),
+            None => (builtin::TEXT.to_owned(), builtin::NAME.to_owned()),
+        };
+        let book = Rulebook::parse(&text, &name).map_err(anyhow::Error::msg)?;
         Ok(Self {
             book: Arc::new(book),
-            path: path.to_owned(),
+            path: path.map(Path::to_owned),
             text,
             loaded_unix_ms: now_unix_ms(),
         })
+    }
+
+    /// Where the rules came from, as `GetRules` reports it.
+    pub fn source(&self) -> String {
+        self.path
+            .as_ref()
+            .map_or_else(|| builtin::NAME.to_owned(), |p| p.display().to_string())
     }
 }
 
@@ -43,8 +58,8 @@ impl LoadedRules {
 pub struct Shared {
     pub config: ServeConfig,
     pub pool: Arc<Pool>,
-    pub store: Arc<Store>,
-    pub feed: Arc<Feed>,
+    pub store: Arc<dyn CallStore>,
+    pub feed: Arc<dyn Feed>,
     pub calls: Calls,
     pub desks: Desks,
     pub rules: RwLock<Arc<LoadedRules>>,

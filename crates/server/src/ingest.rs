@@ -25,8 +25,8 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::agent::Desks;
 use crate::calls::LiveCall;
 use crate::context::Shared;
-use crate::hub::Feed;
-use crate::store::Meta;
+use crate::feed::Feed;
+use crate::filter::Meta;
 use crate::{auth, pb};
 use callwatch_core::alerts::{Audience, RuleOutput};
 use callwatch_core::audio::Channel;
@@ -428,7 +428,7 @@ fn control(c: &pb::CallControl, t_s: f64) -> Result<Control, Status> {
 }
 
 /// Stores and publishes one feed event from async code.
-async fn record(feed: &Arc<Feed>, meta: &Meta, event: pb::alert_event::Event) {
+async fn record(feed: &Arc<dyn Feed>, meta: &Meta, event: pb::alert_event::Event) {
     let (feed, meta) = (feed.clone(), meta.clone());
     let recorded = tokio::task::spawn_blocking(move || feed.record(meta, alert_event(event))).await;
     if !matches!(recorded, Ok(Ok(_))) {
@@ -463,7 +463,7 @@ fn follow(
     meta: &Meta,
     nudges: &Outbound,
 ) -> anyhow::Result<SessionEnd> {
-    let feed = &shared.feed;
+    let feed = shared.feed.as_ref();
     let mut publisher = Publisher {
         call,
         feed,
@@ -490,7 +490,7 @@ fn follow(
             Event::Transcript(t) => {
                 let revision = pb::TranscriptRevision::from(t);
                 if t.is_final {
-                    feed.store.add_final(&revision)?;
+                    shared.store.add_final(&revision)?;
                 }
                 call.publish(Update::Transcript(revision));
             }
@@ -585,7 +585,7 @@ impl Activity {
 
 struct Publisher<'a> {
     call: &'a LiveCall,
-    feed: &'a Feed,
+    feed: &'a dyn Feed,
     desks: &'a Desks,
     meta: &'a Meta,
     nudges: &'a Outbound,

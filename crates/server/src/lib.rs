@@ -2,8 +2,10 @@
 //! dashboards watch alerts and calls ([`supervisor`]), operators reload the
 //! rules ([`admin`]), agents' panels get their nudges ([`agent`]), and
 //! browsers load the dashboard ([`web`]) and speak gRPC-web. Everything a supervisor sees is written to the
-//! [`store`] before the [`hub`] publishes it, so a reconnecting dashboard
-//! replays what it missed from the store.
+//! [`store`] before the [`feed`] publishes it, so a reconnecting dashboard
+//! replays what it missed from the store. Both share the vocabulary of
+//! [`cursor`] and [`filter`], and import nothing of each other's but the
+//! feed's use of the store.
 //!
 //! The wire types are generated from `proto/callwatch/v1/*.proto`; this
 //! module translates between them and the pipeline's own types, which know
@@ -15,7 +17,9 @@ pub mod auth;
 pub mod calls;
 pub mod config;
 pub mod context;
-pub mod hub;
+pub mod cursor;
+pub mod feed;
+pub mod filter;
 pub mod ingest;
 pub mod server;
 pub mod store;

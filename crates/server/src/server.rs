@@ -21,10 +21,12 @@ use crate::agent::{AgentDesk, Desks};
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::context::{LoadedRules, Shared};
-use crate::hub::Feed;
+use crate::feed::hub::Hub;
+use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
-use crate::store::Store;
+use crate::store::sqlite::Sqlite;
+use crate::store::CallStore;
 use crate::supervisor::Supervisor;
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
@@ -42,8 +44,8 @@ impl Server {
     /// Loads the model and rules, opens the store, binds and starts serving.
     pub async fn start(config: ServeConfig) -> Result<Self> {
         let tokens = config.tokens()?;
-        let rules = LoadedRules::load(&config.rules)?;
-        let model_path = config.model.clone().unwrap_or_else(callwatch_asr::model::default_model);
+        let rules = LoadedRules::load(config.rules.as_deref())?;
+        let model_path = callwatch_asr::model::locate(config.model.as_deref())?;
         let defaults = PoolConfig::default();
         let workers = if config.workers == 0 {
             defaults.workers
@@ -64,7 +66,7 @@ impl Server {
             )
         })
         .await??;
-        let store = Arc::new(Store::open(&config.data)?);
+        let store: Arc<dyn CallStore> = Arc::new(Sqlite::open(&config.data)?);
         if let Some(addr) = config.metrics_listen {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
@@ -85,7 +87,7 @@ impl Server {
         let (stop, shutdown) = watch::channel(false);
         let grace = Duration::from_secs_f64(config.shutdown_grace_s);
         let shared = Arc::new(Shared {
-            feed: Arc::new(Feed::new(store.clone(), config.limits.subscriber_queue)),
+            feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
             store,
             pool: Arc::new(pool),
             calls: Calls::default(),
@@ -103,10 +105,14 @@ impl Server {
             .set_serving::<pb::supervisor_server::SupervisorServer<Supervisor>>()
             .await;
         health.set_serving::<pb::admin_server::AdminServer<Admin>>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()?;
+        // Both reflection versions: grpcurl and grpcui speak v1; Python's
+        // grpcio-reflection, older grpcurl and Postman speak only v1alpha.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
 
         let auth = move |req| tokens.authenticate(req);
         // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
@@ -114,7 +120,8 @@ impl Server {
         // possible from a browser, so CallIngest stays gRPC only.
         let grpc_web = tonic_web::GrpcWebLayer::new();
         let routes = tonic::service::Routes::new(health_service)
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(pb::call_ingest_server::CallIngestServer::with_interceptor(
                 Ingest { shared: shared.clone() },
                 auth.clone(),
@@ -163,8 +170,8 @@ impl Server {
     }
 
     /// The alert feed (for its figures).
-    pub fn feed(&self) -> &Feed {
-        &self.shared.feed
+    pub fn feed(&self) -> &dyn Feed {
+        self.shared.feed.as_ref()
     }
 
     /// Stops accepting calls and requests, lets calls in progress finish

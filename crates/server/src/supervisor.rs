@@ -1,14 +1,16 @@
 //! `Supervisor`: the dashboards' side. Team scoping is applied here, from
 //! the caller's identity (see [`crate::auth`]).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::context::Shared;
-use crate::hub::{Cursor, Filter};
+use crate::cursor::Cursor;
+use crate::feed::Start;
+use crate::filter::{Filter, Meta};
 use crate::store::AckError;
 use crate::{auth, pb};
 use callwatch_core::time::now_unix_ms;
@@ -16,17 +18,11 @@ use pb::call_update::Update;
 
 pub struct Supervisor {
     pub shared: Arc<Shared>,
-    /// Claims are checked and recorded one at a time, so two supervisors
-    /// cannot both claim an alert.
-    claims: Arc<Mutex<()>>,
 }
 
 impl Supervisor {
     pub fn new(shared: Arc<Shared>) -> Self {
-        Self {
-            shared,
-            claims: Arc::default(),
-        }
+        Self { shared }
     }
 }
 
@@ -58,15 +54,10 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let who = auth::identity(&request)?;
         self.shared.accepting()?;
         let req = request.into_inner();
-        let after = match req.resume_after.as_str() {
-            "" if req.backlog > 0 => {
-                let backlog = req.backlog;
-                Some(Cursor(
-                    in_store(&self.shared, move |s| s.store.seq_before_last(backlog)).await?,
-                ))
-            }
-            "" => None,
-            c => Some(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
+        let start = match req.resume_after.as_str() {
+            "" if req.backlog > 0 => Start::Backlog(req.backlog),
+            "" => Start::Now,
+            c => Start::After(c.parse::<Cursor>().map_err(Status::invalid_argument)?),
         };
         let filter = Filter {
             team: who.teams_for(&req.team)?,
@@ -77,7 +68,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         // Behind this queue, the feed's own per-subscriber queue, then the store.
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let feed = self.shared.feed.clone();
-        tokio::spawn(feed.follow(filter, after, tx, self.shared.shutdown.clone()));
+        tokio::spawn(feed.follow(filter, start, tx, self.shared.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 
@@ -192,9 +183,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
     ) -> Result<Response<pb::Acknowledgement>, Status> {
         let who = auth::identity(&request)?;
         let req = request.into_inner();
-        let (shared, claims) = (self.shared.clone(), self.claims.clone());
-        let claimed = tokio::task::spawn_blocking(move || {
-            let _one_at_a_time = claims.lock().expect("poisoned");
+        let shared = self.shared.clone();
+        let claimed = tokio::task::spawn_blocking(move || -> Result<pb::Acknowledgement, Status> {
             let internal = |e: anyhow::Error| Status::internal(format!("store: {e:#}"));
             let (info, _) = shared
                 .store
@@ -202,11 +192,14 @@ impl pb::supervisor_server::Supervisor for Supervisor {
                 .map_err(internal)?
                 .ok_or_else(|| not_found(&req.call_id))?;
             who.may_supervise(&info.team)?;
-            let meta = match shared.store.check_claim(&req.call_id, req.alert_id).map_err(internal)? {
-                Ok(meta) => meta,
-                Err(e @ AckError::NoSuchAlert(..)) => return Err(Status::not_found(e.to_string())),
-                Err(e @ AckError::AlreadyClaimed(..)) => return Err(Status::already_exists(e.to_string())),
+            let claimable = || -> Result<Meta, Status> {
+                match shared.store.check_claim(&req.call_id, req.alert_id).map_err(internal)? {
+                    Ok(meta) => Ok(meta),
+                    Err(e @ AckError::NoSuchAlert(..)) => Err(Status::not_found(e.to_string())),
+                    Err(e @ AckError::AlreadyClaimed(..)) => Err(Status::already_exists(e.to_string())),
+                }
             };
+            let meta = claimable()?;
             let ack = pb::Acknowledgement {
                 call_id: req.call_id.clone(),
                 alert_id: req.alert_id,
@@ -219,7 +212,12 @@ impl pb::supervisor_server::Supervisor for Supervisor {
                 event: Some(pb::alert_event::Event::Acknowledgement(ack.clone())),
                 ..Default::default()
             };
-            shared.feed.record(meta, event).map_err(internal)?;
+            // The feed keeps one claim per alert: of two supervisors (or
+            // servers) claiming at once, the second records nothing and is
+            // told who won.
+            if !shared.feed.record(meta, event).map_err(internal)?.fresh {
+                claimable()?;
+            }
             Ok(ack)
         })
         .await

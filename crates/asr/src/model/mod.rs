@@ -10,9 +10,10 @@ pub mod ct2;
 pub mod fetch;
 pub mod ggml;
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use ggml::FileType;
@@ -32,9 +33,62 @@ pub fn model_path(dir: &Path, ftype: FileType) -> PathBuf {
     }
 }
 
-/// The model used when `--model` is not given.
-pub fn default_model() -> PathBuf {
-    model_path(Path::new(DEFAULT_DIR), FileType::Q8_0)
+/// The model used when none is named: the first of these that exists.
+/// 1. `--model` (or `model` in the server's config), then
+/// 2. `CALLWATCH_MODEL`, a file: both are taken as given, found or not;
+/// 3. the data directory: `$XDG_DATA_HOME/callwatch/models`, or
+///    `~/.local/share/callwatch/models` without it;
+/// 4. `models/` in the current directory (the repository, where `make`
+///    and `callwatch model fetch` put it).
+///
+/// In 3 and 4 the file is the q8_0 model. When none exists the error lists
+/// every place looked in and how to fetch the model.
+pub fn locate(named: Option<&Path>) -> Result<PathBuf> {
+    locate_with(named, |var| std::env::var_os(var), Path::is_file)
+}
+
+/// Where `callwatch model fetch --dir` should put a model for a binary
+/// that runs from anywhere.
+pub fn data_dir() -> Option<PathBuf> {
+    data_dir_with(|var| std::env::var_os(var))
+}
+
+fn data_dir_with(var: impl Fn(&str) -> Option<OsString>) -> Option<PathBuf> {
+    // The XDG base directory rule: a relative value is ignored.
+    let xdg = var("XDG_DATA_HOME").map(PathBuf::from).filter(|p| p.is_absolute());
+    let share = xdg.or_else(|| var("HOME").map(|home| Path::new(&home).join(".local/share")))?;
+    Some(share.join("callwatch").join(DEFAULT_DIR))
+}
+
+fn locate_with(
+    named: Option<&Path>,
+    var: impl Fn(&str) -> Option<OsString>,
+    exists: impl Fn(&Path) -> bool,
+) -> Result<PathBuf> {
+    if let Some(path) = named {
+        return Ok(path.to_owned());
+    }
+    if let Some(path) = var("CALLWATCH_MODEL").filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let dirs: Vec<PathBuf> = data_dir_with(&var)
+        .into_iter()
+        .chain([PathBuf::from(DEFAULT_DIR)])
+        .collect();
+    let candidates: Vec<PathBuf> = dirs.iter().map(|d| model_path(d, FileType::Q8_0)).collect();
+    if let Some(found) = candidates.iter().find(|p| exists(p)) {
+        return Ok(found.clone());
+    }
+    let looked: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
+    let fetch_here = dirs
+        .first()
+        .map_or_else(String::new, |d| format!(" --dir {}", d.display()));
+    bail!(
+        "no Whisper model found: --model not given, CALLWATCH_MODEL not set, and none of {} exists; \
+         run `callwatch model fetch{fetch_here}` (or `callwatch model fetch` in the repository), \
+         or name a model with --model or CALLWATCH_MODEL",
+        looked.join(", ")
+    )
 }
 
 /// Makes sure every format in [`FORMATS`] exists in `dir` and is valid,
@@ -109,4 +163,65 @@ fn spinner(msg: &str) -> ProgressBar {
     let s = ProgressBar::new_spinner().with_message(msg.to_owned());
     s.enable_steady_tick(std::time::Duration::from_millis(120));
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<OsString> + 'a {
+        move |name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| OsString::from(v))
+    }
+
+    #[test]
+    fn a_named_model_wins_then_the_environment() {
+        let vars = [("CALLWATCH_MODEL", "/env/model.bin"), ("HOME", "/home/u")];
+        let nothing = |_: &Path| false;
+        let named = locate_with(Some(Path::new("/flag/model.bin")), env(&vars), nothing).unwrap();
+        assert_eq!(named, Path::new("/flag/model.bin"));
+        assert_eq!(
+            locate_with(None, env(&vars), nothing).unwrap(),
+            Path::new("/env/model.bin")
+        );
+    }
+
+    #[test]
+    fn the_data_directory_comes_before_the_current_one() {
+        let everywhere = |_: &Path| true;
+        let home = [("HOME", "/home/u")];
+        assert_eq!(
+            locate_with(None, env(&home), everywhere).unwrap(),
+            Path::new("/home/u/.local/share/callwatch/models/ggml-tiny.en-q8_0.bin")
+        );
+        let xdg = [("HOME", "/home/u"), ("XDG_DATA_HOME", "/data")];
+        assert_eq!(
+            locate_with(None, env(&xdg), everywhere).unwrap(),
+            Path::new("/data/callwatch/models/ggml-tiny.en-q8_0.bin")
+        );
+        let relative_xdg = [("HOME", "/home/u"), ("XDG_DATA_HOME", "data")];
+        assert_eq!(
+            data_dir_with(env(&relative_xdg)).unwrap(),
+            Path::new("/home/u/.local/share/callwatch/models")
+        );
+        let only_here = |p: &Path| p.starts_with(DEFAULT_DIR);
+        assert_eq!(
+            locate_with(None, env(&home), only_here).unwrap(),
+            Path::new("models/ggml-tiny.en-q8_0.bin")
+        );
+    }
+
+    #[test]
+    fn not_found_names_every_place_and_the_fetch_command() {
+        let err = locate_with(None, env(&[("HOME", "/home/u")]), |_| false)
+            .unwrap_err()
+            .to_string();
+        for part in [
+            "/home/u/.local/share/callwatch/models/ggml-tiny.en-q8_0.bin",
+            "models/ggml-tiny.en-q8_0.bin",
+            "CALLWATCH_MODEL",
+            "callwatch model fetch --dir /home/u/.local/share/callwatch/models",
+        ] {
+            assert!(err.contains(part), "{part:?} not in {err}");
+        }
+    }
 }

@@ -16,6 +16,7 @@
 //! milliseconds after that. So a rule judges a moment only once the clock has
 //! passed it by [`SETTLE_S`] (words) or the voice settle time (acoustics).
 
+pub mod builtin;
 pub mod call;
 pub mod config;
 pub mod engine;

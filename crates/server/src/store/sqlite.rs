@@ -1,4 +1,4 @@
-//! The durable call store: SQLite (rusqlite, bundled), one file in the data
+//! [`CallStore`] on SQLite (rusqlite, bundled): one file in the data
 //! directory.
 //!
 //! Why SQLite: the feed is an append-only log read back by cursor and
@@ -11,7 +11,9 @@
 //! Tables: `calls` (one row a call, its final scorecard once ended),
 //! `transcript` (final revisions only) and `feed` (every alert, retraction,
 //! acknowledgement and call start/end, as the encoded `AlertEvent` the
-//! dashboards receive; its row id is the cursor).
+//! dashboards receive; its row id is the cursor). Unique keys make retried
+//! writes harmless: `calls.call_id`, `transcript (call_id, channel,
+//! utterance_id)` and `feed_once` (see [`super::once_key`]).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -20,37 +22,16 @@ use anyhow::{Context, Result};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::{once_key, AckError, Appended, CallStore};
+use crate::cursor::{Cursor, FeedEntry};
+use crate::filter::Meta;
 use crate::pb;
 
-/// What the feed is filtered on, stored beside each event.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Meta {
-    pub call_id: String,
-    pub team: String,
-    pub agent_id: String,
-    /// For alert events (and retractions and acknowledgements of them).
-    pub severity: Option<i32>,
-    pub rule_id: Option<String>,
-}
-
-/// One recorded feed event; `event.cursor` is set.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FeedEntry {
-    pub seq: i64,
-    pub meta: Meta,
-    pub event: pb::AlertEvent,
-}
-
-pub struct Store {
+/// The store in one SQLite file. Every method takes the one connection in
+/// turn: writes are a few rows each, and WAL keeps the file readable by
+/// other processes meanwhile.
+pub struct Sqlite {
     conn: Mutex<Connection>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum AckError {
-    #[error("call {0} has no alert {1}")]
-    NoSuchAlert(String, u64),
-    #[error("alert {1} of call {0} was already claimed by {2}")]
-    AlreadyClaimed(String, u64, String),
 }
 
 const SCHEMA: &str = "
@@ -87,10 +68,10 @@ CREATE TABLE IF NOT EXISTS feed (
     alert_id INTEGER,
     body BLOB NOT NULL
 );
-CREATE INDEX IF NOT EXISTS feed_call ON feed (call_id, kind, alert_id);
+CREATE UNIQUE INDEX IF NOT EXISTS feed_once ON feed (call_id, kind, COALESCE(alert_id, -1));
 ";
 
-impl Store {
+impl Sqlite {
     /// Opens (or creates) the store in `dir`. Calls a previous run left
     /// live — it stopped without finishing them — are marked aborted.
     pub fn open(dir: &Path) -> Result<Self> {
@@ -113,17 +94,27 @@ impl Store {
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().expect("store lock poisoned")
     }
+}
 
-    /// Records a new call; false if its id is already taken.
-    pub fn begin_call(&self, call: &pb::CallInfo) -> Result<bool> {
-        let n = self.conn().execute(
+impl CallStore for Sqlite {
+    fn begin_call(&self, call: &pb::CallInfo) -> Result<bool> {
+        let conn = self.conn();
+        let n = conn.execute(
             "INSERT OR IGNORE INTO calls (call_id, agent_id, team, state, started_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![call.call_id, call.agent_id, call.team, call.state, call.started_unix_ms],
         )?;
-        Ok(n == 1)
+        if n == 1 {
+            return Ok(true);
+        }
+        let same: bool = conn.query_row(
+            "SELECT agent_id = ?2 AND team = ?3 AND started_ms = ?4 FROM calls WHERE call_id = ?1",
+            params![call.call_id, call.agent_id, call.team, call.started_unix_ms],
+            |r| r.get(0),
+        )?;
+        Ok(same)
     }
 
-    pub fn end_call(&self, call: &pb::CallInfo, scorecard: Option<&pb::Scorecard>) -> Result<()> {
+    fn end_call(&self, call: &pb::CallInfo, scorecard: Option<&pb::Scorecard>) -> Result<()> {
         self.conn().execute(
             "UPDATE calls SET state = ?2, ended_ms = ?3, audio_s = ?4, alerts = ?5, score = ?6, reason = ?7, scorecard = ?8
              WHERE call_id = ?1",
@@ -141,7 +132,7 @@ impl Store {
         Ok(())
     }
 
-    pub fn add_final(&self, t: &pb::TranscriptRevision) -> Result<()> {
+    fn add_final(&self, t: &pb::TranscriptRevision) -> Result<()> {
         self.conn().execute(
             "INSERT OR REPLACE INTO transcript VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![t.call_id, t.channel, t.utterance_id as i64, t.start_s, t.end_s, t.text],
@@ -149,22 +140,13 @@ impl Store {
         Ok(())
     }
 
-    /// Appends an event to the feed and returns its sequence number. The
-    /// caller ([`crate::hub::Feed`]) serialises appends with publishing.
-    pub fn append(&self, meta: &Meta, event: &pb::AlertEvent) -> Result<i64> {
-        use pb::alert_event::Event;
-        let (kind, alert_id) = match &event.event {
-            Some(Event::Alert(a)) => ("alert", Some(a.id)),
-            Some(Event::Retraction(r)) => ("retraction", Some(r.alert_id)),
-            Some(Event::Acknowledgement(a)) => ("ack", Some(a.alert_id)),
-            Some(Event::CallStarted(_)) => ("call_started", None),
-            Some(Event::CallEnded(_)) => ("call_ended", None),
-            None => ("none", None),
-        };
+    fn append(&self, meta: &Meta, event: &pb::AlertEvent) -> Result<Appended> {
+        let (kind, alert_id) = once_key(event);
+        let alert_id = alert_id.map(|i| i as i64);
         let conn = self.conn();
-        conn.execute(
+        let n = conn.execute(
             "INSERT INTO feed (call_id, team, agent_id, severity, rule_id, kind, alert_id, body)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
             params![
                 meta.call_id,
                 meta.team,
@@ -172,20 +154,33 @@ impl Store {
                 meta.severity,
                 meta.rule_id,
                 kind,
-                alert_id.map(|i| i as i64),
+                alert_id,
                 event.encode_to_vec()
             ],
         )?;
-        Ok(conn.last_insert_rowid())
+        if n == 1 {
+            return Ok(Appended {
+                cursor: Cursor(conn.last_insert_rowid()),
+                fresh: true,
+            });
+        }
+        let seq = conn.query_row(
+            "SELECT seq FROM feed WHERE call_id = ?1 AND kind = ?2 AND COALESCE(alert_id, -1) = COALESCE(?3, -1)",
+            params![meta.call_id, kind, alert_id],
+            |r| r.get(0),
+        )?;
+        Ok(Appended {
+            cursor: Cursor(seq),
+            fresh: false,
+        })
     }
 
-    /// Up to `limit` feed entries after sequence number `after`, oldest first.
-    pub fn feed_after(&self, after: i64, limit: usize) -> Result<Vec<FeedEntry>> {
+    fn feed_after(&self, after: Cursor, limit: usize) -> Result<Vec<FeedEntry>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(
             "SELECT seq, call_id, team, agent_id, severity, rule_id, body FROM feed WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )?;
-        let rows = stmt.query_map(params![after, limit as i64], |r| {
+        let rows = stmt.query_map(params![after.0, limit as i64], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 Meta {
@@ -201,30 +196,30 @@ impl Store {
         rows.map(|row| {
             let (seq, meta, body) = row?;
             let mut event = pb::AlertEvent::decode(body.as_slice()).context("a corrupt feed row in the store")?;
-            event.cursor = crate::hub::Cursor(seq).to_string();
-            Ok(FeedEntry { seq, meta, event })
+            let cursor = Cursor(seq);
+            event.cursor = cursor.to_string();
+            Ok(FeedEntry { cursor, meta, event })
         })
         .collect()
     }
 
-    /// The newest sequence number (0 for an empty feed).
-    pub fn last_seq(&self) -> Result<i64> {
-        Ok(self
+    fn last(&self) -> Result<Cursor> {
+        let seq = self
             .conn()
-            .query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))?)
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM feed", [], |r| r.get(0))?;
+        Ok(Cursor(seq))
     }
 
-    /// The sequence number before the last `n` feed entries.
-    pub fn seq_before_last(&self, n: u32) -> Result<i64> {
-        Ok(self.conn().query_row(
+    fn before_last(&self, n: u32) -> Result<Cursor> {
+        let seq = self.conn().query_row(
             "SELECT COALESCE((SELECT seq FROM feed ORDER BY seq DESC LIMIT 1 OFFSET ?1), 0)",
             params![n],
             |r| r.get(0),
-        )?)
+        )?;
+        Ok(Cursor(seq))
     }
 
-    /// The team and agent of an alert that may be claimed, or why not.
-    pub fn check_claim(&self, call_id: &str, alert_id: u64) -> Result<Result<Meta, AckError>> {
+    fn check_claim(&self, call_id: &str, alert_id: u64) -> Result<Result<Meta, AckError>> {
         let conn = self.conn();
         let owner = conn
             .query_row(
@@ -261,15 +256,14 @@ impl Store {
         Ok(Ok(meta))
     }
 
-    pub fn call(&self, call_id: &str) -> Result<Option<(pb::CallInfo, Option<pb::Scorecard>)>> {
+    fn call(&self, call_id: &str) -> Result<Option<(pb::CallInfo, Option<pb::Scorecard>)>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!("{CALL_COLUMNS} WHERE call_id = ?1"))?;
         let row = stmt.query_row(params![call_id], call_row).optional()?;
         row.map(decode_call).transpose()
     }
 
-    /// Ended calls of `team` (all teams for `None`), newest first.
-    pub fn recent_calls(&self, team: Option<&str>, limit: u32) -> Result<Vec<pb::CallInfo>> {
+    fn recent_calls(&self, team: Option<&str>, limit: u32) -> Result<Vec<pb::CallInfo>> {
         let conn = self.conn();
         let mut stmt = conn.prepare_cached(&format!(
             "{CALL_COLUMNS} WHERE state != ?1 AND (?2 IS NULL OR team = ?2) ORDER BY started_ms DESC LIMIT ?3"
@@ -278,8 +272,7 @@ impl Store {
         rows.map(|r| Ok(decode_call(r?)?.0)).collect()
     }
 
-    /// Everything stored about a call: final transcript and its feed events.
-    pub fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>> {
+    fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>> {
         let Some((call, scorecard)) = self.call(call_id)? else {
             return Ok(None);
         };
@@ -351,4 +344,32 @@ fn decode_call((info, card): CallRow) -> Result<(pb::CallInfo, Option<pb::Scorec
         .transpose()
         .context("a corrupt scorecard in the store")?;
     Ok((info, card))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fresh() -> (Sqlite, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (Sqlite::open(dir.path()).unwrap(), dir)
+    }
+
+    crate::store::contract::call_store_contract!(fresh);
+
+    #[test]
+    fn calls_left_live_by_a_previous_run_are_aborted_on_open() {
+        let (store, dir) = fresh();
+        let info = pb::CallInfo {
+            call_id: "c1".into(),
+            state: pb::CallState::Live as i32,
+            ..Default::default()
+        };
+        store.begin_call(&info).unwrap();
+        drop(store);
+        let reopened = Sqlite::open(dir.path()).unwrap();
+        let (info, _) = reopened.call("c1").unwrap().unwrap();
+        assert_eq!(info.state, pb::CallState::Aborted as i32);
+        assert_eq!(info.reason, "the server stopped during the call");
+    }
 }

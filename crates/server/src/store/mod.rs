@@ -1,0 +1,103 @@
+//! The call store: calls, their final transcripts, and the alert feed's
+//! durable log. [`CallStore`] is the seam; [`sqlite::Sqlite`] is today's
+//! implementation (one file in the data directory), a shared database for
+//! a cluster (PostgreSQL) is the next. Every implementation passes the
+//! contract suite in `contract.rs` (tests only).
+//!
+//! Retried writes never duplicate a row: a call is begun once, a final is
+//! kept once per utterance, and a feed event once per (call, kind, alert)
+//! — see [`once_key`].
+
+pub mod sqlite;
+
+#[cfg(test)]
+pub(crate) mod contract;
+
+use anyhow::Result;
+
+use crate::cursor::{Cursor, FeedEntry};
+use crate::filter::Meta;
+use crate::pb;
+
+/// Where calls and the feed are kept. Methods block (disk or network):
+/// call them from blocking threads (`spawn_blocking`, session threads).
+pub trait CallStore: Send + Sync {
+    /// Records a new live call. True when recorded, now or by an earlier
+    /// try of this same write (same agent, team and start); false when the
+    /// id belongs to another call: call ids are never reused.
+    fn begin_call(&self, call: &pb::CallInfo) -> Result<bool>;
+
+    /// Records how a call ended (state, figures, reason) and its final
+    /// scorecard. Idempotent: the last write wins.
+    fn end_call(&self, call: &pb::CallInfo, scorecard: Option<&pb::Scorecard>) -> Result<()>;
+
+    /// Keeps a final transcript revision. One row per (call, channel,
+    /// utterance): a repeat replaces it.
+    fn add_final(&self, revision: &pb::TranscriptRevision) -> Result<()>;
+
+    /// Appends a feed event (its `call_id`, `agent_id` and `team` already
+    /// set) and returns its cursor. Once per [`once_key`]: a repeat appends
+    /// nothing and returns the first one's cursor, `fresh: false`.
+    /// Appends are serialised by the caller (the feed), which publishes
+    /// them in cursor order.
+    fn append(&self, meta: &Meta, event: &pb::AlertEvent) -> Result<Appended>;
+
+    /// Up to `limit` feed entries after `after`, oldest first, each with
+    /// `event.cursor` set.
+    fn feed_after(&self, after: Cursor, limit: usize) -> Result<Vec<FeedEntry>>;
+
+    /// The newest entry's cursor (`Cursor(0)` for an empty feed).
+    fn last(&self) -> Result<Cursor>;
+
+    /// The cursor before the last `n` entries (`Cursor(0)` when there are
+    /// no more than `n`).
+    fn before_last(&self, n: u32) -> Result<Cursor>;
+
+    /// The filter fields of an alert that may be claimed, or why it may
+    /// not (no such alert; already acknowledged, and by whom).
+    fn check_claim(&self, call_id: &str, alert_id: u64) -> Result<Result<Meta, AckError>>;
+
+    /// A call and its scorecard as last recorded.
+    fn call(&self, call_id: &str) -> Result<Option<(pb::CallInfo, Option<pb::Scorecard>)>>;
+
+    /// Calls no longer live, of `team` (every team for `None`), the most
+    /// recently started first.
+    fn recent_calls(&self, team: Option<&str>, limit: u32) -> Result<Vec<pb::CallInfo>>;
+
+    /// Everything stored about a call: its info and scorecard, the final
+    /// transcript (by start time, then channel), its alerts, retractions
+    /// and acknowledgements in feed order.
+    fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>>;
+}
+
+/// What [`CallStore::append`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub cursor: Cursor,
+    /// False when the event was already in the feed (a retried append).
+    pub fresh: bool,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum AckError {
+    #[error("call {0} has no alert {1}")]
+    NoSuchAlert(String, u64),
+    #[error("alert {1} of call {0} was already claimed by {2}")]
+    AlreadyClaimed(String, u64, String),
+}
+
+/// What makes a feed event unique: its call, its kind and the alert it is
+/// about (none for call start and end). Each alert is raised once,
+/// retracted at most once and claimed at most once; a call starts and
+/// ends once.
+pub fn once_key(event: &pb::AlertEvent) -> (&'static str, Option<u64>) {
+    use pb::alert_event::Event;
+    match &event.event {
+        Some(Event::Alert(a)) => ("alert", Some(a.id)),
+        Some(Event::Retraction(r)) => ("retraction", Some(r.alert_id)),
+        Some(Event::Acknowledgement(a)) => ("ack", Some(a.alert_id)),
+        Some(Event::CallStarted(_)) => ("call_started", None),
+        Some(Event::CallEnded(_)) => ("call_ended", None),
+        None => ("none", None),
+    }
+}
