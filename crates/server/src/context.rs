@@ -11,6 +11,7 @@ use crate::agent::Desks;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::hub::Feed;
+use crate::session::Sessions;
 use crate::store::Store;
 use callwatch_asr::transcribe::pool::Pool;
 use callwatch_core::rules::config::Rulebook;
@@ -46,6 +47,8 @@ pub struct Shared {
     pub store: Arc<Store>,
     pub feed: Arc<Feed>,
     pub calls: Calls,
+    /// Live-call slots and session threads.
+    pub sessions: Sessions,
     pub desks: Desks,
     pub rules: RwLock<Arc<LoadedRules>>,
     /// Becomes true when the server starts shutting down.
