@@ -67,9 +67,8 @@ impl Sessions {
     /// the calls whose sessions are still running (logged).
     pub async fn drain(&self, deadline: Instant) -> Vec<String> {
         // Every slot back means every session has ended.
-        if let Ok(Ok(all)) = tokio::time::timeout_at(deadline, self.slots.acquire_many(self.max)).await {
-            // Shutdown is for good: no call starts after it.
-            all.forget();
+        // (No call opens once shutdown has begun, so they may go back.)
+        if let Ok(Ok(_all)) = tokio::time::timeout_at(deadline, self.slots.acquire_many(self.max)).await {
             return Vec::new();
         }
         let unfinished: Vec<String> = self
@@ -116,6 +115,7 @@ mod tests {
         let started = Instant::now();
         assert!(sessions.drain(started + Duration::from_secs(5)).await.is_empty());
         let waited = started.elapsed();
+        assert_eq!(sessions.running(), 0);
         assert!(
             waited >= Duration::from_millis(90) && waited < Duration::from_secs(2),
             "{waited:?}"
