@@ -165,42 +165,48 @@ impl pb::call_ingest_server::CallIngest for Ingest {
     }
 }
 
-/// Feeds the stream's messages to the call until it ends, one way or another.
+/// Feeds the stream's messages to the call until it ends, one way or
+/// another. Shutdown interrupts it even while it waits for room in the
+/// call's rings or reply queue.
 async fn feed(mut call: CallHandle, mut inbound: Streaming<pb::ClientMessage>) {
-    let ending = loop {
-        let message = tokio::select! {
-            m = inbound.message() => m,
-            _ = call.stopping() => break Ending::Aborted(Abort::ShuttingDown),
-        };
-        let message = match message {
+    let stopping = call.stopping();
+    let ending = tokio::select! {
+        ending = pump(&mut call, &mut inbound) => ending,
+        _ = stopping => Ending::Aborted(Abort::ShuttingDown),
+    };
+    call.finish(ending);
+}
+
+async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>) -> Ending {
+    loop {
+        let message = match inbound.message().await {
             Ok(Some(m)) => m,
             // Closed without END, or the connection went away.
-            Ok(None) | Err(_) => break Ending::Dropped,
+            Ok(None) | Err(_) => return Ending::Dropped,
         };
         match message.message {
             Some(In::Audio(audio)) => {
                 if let Err(why) = call.audio(audio.channel as usize, audio.seq, &audio.data).await {
-                    break Ending::Aborted(why);
+                    return Ending::Aborted(why);
                 }
             }
             Some(In::Control(c)) => match control(&c) {
                 Ok((kind, to)) => {
                     call.control(kind, to).await;
                     if kind == ControlKind::End {
-                        break Ending::Ended;
+                        return Ending::Ended;
                     }
                 }
-                Err(why) => break Ending::Aborted(why),
+                Err(why) => return Ending::Aborted(why),
             },
             Some(In::Start(_)) => {
-                break Ending::Aborted(Abort::BadInput(
+                return Ending::Aborted(Abort::BadInput(
                     "a second CallStart: one stream carries one call".into(),
                 ))
             }
-            None => break Ending::Aborted(Abort::BadInput("an empty ClientMessage".into())),
+            None => return Ending::Aborted(Abort::BadInput("an empty ClientMessage".into())),
         }
-    };
-    call.finish(ending);
+    }
 }
 
 #[cfg(test)]

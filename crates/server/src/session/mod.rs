@@ -300,11 +300,16 @@ impl CallHandle {
     }
 
     /// Resolves when the server starts shutting down: the adapter then
-    /// finishes the call with [`Abort::ShuttingDown`].
-    pub async fn stopping(&mut self) {
-        if self.shutdown.wait_for(|stop| *stop).await.is_err() {
-            // The server is gone without a shutdown: never.
-            std::future::pending::<()>().await;
+    /// finishes the call with [`Abort::ShuttingDown`]. Owned, so an adapter
+    /// can race it against feeding the handle (which may be waiting for
+    /// room in the rings).
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut shutdown = self.shutdown.clone();
+        async move {
+            if shutdown.wait_for(|stop| *stop).await.is_err() {
+                // The server is gone without a shutdown: never.
+                std::future::pending::<()>().await;
+            }
         }
     }
 
