@@ -522,3 +522,43 @@ async fn a_server_stopped_mid_call_returns_within_its_grace_and_keeps_what_was_s
     assert!(record.transcript.iter().all(|t| t.is_final));
     assert!(shared.calls.is_empty() && shared.sessions.running() == 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adapter_that_never_finishes_its_call_does_not_hold_shutdown_past_the_grace() {
+    const GRACE_S: f64 = 1.0;
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(data.path());
+    cfg.shutdown_grace_s = GRACE_S;
+    let server = Server::start(cfg).await.unwrap();
+    let shared = server.shared().clone();
+    let spec = CallSpec {
+        call_id: "stuck-1".into(),
+        agent_id: "a17".into(),
+        team: "billing".into(),
+        format: SourceFormat {
+            sample_rate: 8_000,
+            channels: vec![callwatch_core::audio::Channel::Agent],
+        },
+        encoding: Encoding::Pcm16Le,
+    };
+    let (mut call, replies) = session::open(&shared, spec).await.unwrap();
+    let replies = collect(replies);
+    for seq in 0..50 {
+        call.audio(0, seq, &[0; 320]).await.unwrap();
+    }
+    // The adapter holds the call open through the shutdown.
+    let stopping = Instant::now();
+    let unfinished = server.stop().await.unwrap();
+    let stop_s = stopping.elapsed().as_secs_f64();
+    println!("stop with a call never finished: {stop_s:.2} s (grace {GRACE_S} s)");
+    assert_eq!(unfinished, ["stuck-1"]);
+    assert!((GRACE_S..GRACE_S + 0.5).contains(&stop_s), "{stop_s} s");
+    // Let go, the call still ends and is stored.
+    drop(call);
+    let replies = replies.await.unwrap();
+    let Some(Outgoing::Ended(ended)) = replies.last() else {
+        panic!("{:?}", replies.last())
+    };
+    assert_eq!(ended.call.as_ref().unwrap().state, pb::CallState::Dropped as i32);
+    assert_eq!(shared.sessions.running(), 0);
+}
