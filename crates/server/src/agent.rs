@@ -1,6 +1,6 @@
 //! `AgentDesk`: the agent panel's live nudges. Each agent has a broadcast
 //! channel; the session threads of that agent's calls publish into it the
-//! nudges they release (see `ingest::NudgeGate`).
+//! nudges they release (see `session::nudge::NudgeGate`).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

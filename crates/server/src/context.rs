@@ -11,6 +11,7 @@ use crate::agent::Desks;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::feed::Feed;
+use crate::session::Sessions;
 use crate::store::CallStore;
 use callwatch_asr::transcribe::pool::Pool;
 use callwatch_core::rules::builtin;
@@ -61,6 +62,8 @@ pub struct Shared {
     pub store: Arc<dyn CallStore>,
     pub feed: Arc<dyn Feed>,
     pub calls: Calls,
+    /// Live-call slots and session threads.
+    pub sessions: Sessions,
     pub desks: Desks,
     pub rules: RwLock<Arc<LoadedRules>>,
     /// Becomes true when the server starts shutting down.

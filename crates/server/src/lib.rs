@@ -1,4 +1,5 @@
-//! The gRPC service: softphones stream calls in ([`ingest`]), supervisors'
+//! The gRPC service: softphones stream calls in ([`ingest`]), each call a
+//! [`session`] whatever carries it, supervisors'
 //! dashboards watch alerts and calls ([`supervisor`]), operators reload the
 //! rules ([`admin`]), agents' panels get their nudges ([`agent`]), and
 //! browsers load the dashboard ([`web`]) and speak gRPC-web. Everything a supervisor sees is written to the
@@ -22,6 +23,7 @@ pub mod feed;
 pub mod filter;
 pub mod ingest;
 pub mod server;
+pub mod session;
 pub mod store;
 pub mod supervisor;
 pub mod web;

@@ -25,6 +25,7 @@ use crate::feed::hub::Hub;
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
+use crate::session::{Sessions, TranscriptFilter, Verbatim};
 use crate::store::sqlite::Sqlite;
 use crate::store::CallStore;
 use crate::supervisor::Supervisor;
@@ -43,6 +44,11 @@ pub struct Server {
 impl Server {
     /// Loads the model and rules, opens the store, binds and starts serving.
     pub async fn start(config: ServeConfig) -> Result<Self> {
+        Self::start_filtered(config, Arc::new(Verbatim)).await
+    }
+
+    /// [`Server::start`], with every word leaving a call session passing `filter`.
+    pub async fn start_filtered(config: ServeConfig, filter: Arc<dyn TranscriptFilter>) -> Result<Self> {
         let tokens = config.tokens()?;
         let rules = LoadedRules::load(config.rules.as_deref())?;
         let model_path = callwatch_asr::model::locate(config.model.as_deref())?;
@@ -91,6 +97,7 @@ impl Server {
             store,
             pool: Arc::new(pool),
             calls: Calls::default(),
+            sessions: Sessions::new(config.limits.max_calls, filter),
             desks: Desks::default(),
             rules: RwLock::new(Arc::new(rules)),
             shutdown: shutdown.clone(),
@@ -174,29 +181,27 @@ impl Server {
         self.shared.feed.as_ref()
     }
 
+    /// What the handlers share: for in-process adapters and tests.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Stops accepting calls and requests, lets calls in progress finish
     /// their finals and alerts into the store, and returns within the grace
-    /// period.
-    pub async fn stop(self) -> Result<()> {
+    /// period; returns the calls whose sessions were still running then.
+    pub async fn stop(self) -> Result<Vec<String>> {
         let _ = self.stop.send(true);
-        let started = Instant::now();
+        let deadline = tokio::time::Instant::now() + self.grace;
+        let unfinished = self.shared.sessions.drain(deadline).await;
         let mut task = self.task;
-        let served = tokio::time::timeout(self.grace, &mut task).await;
-        // Calls still finishing (a session thread mid-way) get what is left.
-        while !self.shared.calls.is_empty() && started.elapsed() < self.grace {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        match served {
+        match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(joined) => joined?.context("the gRPC server failed")?,
             Err(_) => {
                 task.abort();
-                tracing::warn!(
-                    live = self.shared.calls.len(),
-                    "grace period over; stopping with calls unfinished"
-                );
+                tracing::warn!("grace period over; closing the connections still open");
             }
         }
-        Ok(())
+        Ok(unfinished)
     }
 }
 
@@ -210,7 +215,8 @@ pub async fn run(config: ServeConfig) -> Result<()> {
         _ = term.recv() => {}
     }
     eprintln!("shutting down: finishing calls in progress");
-    server.stop().await
+    server.stop().await?;
+    Ok(())
 }
 
 /// Per-RPC request counts (gRPC and gRPC-web) and time to the response's start, by method and

@@ -1,0 +1,184 @@
+//! The session thread: the pipeline's events through the rules and out
+//! through the [`Publisher`]; then the call's end, stored and published. It
+//! blocks (on the pipeline's events, on store writes, on a full reply
+//! queue), so it is a dedicated OS thread, not a task; it holds the call's
+//! slot until the very end.
+
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, OwnedSemaphorePermit};
+
+use super::activity::Activity;
+use super::filter::TranscriptFilter;
+use super::publish::Publisher;
+use super::{Ending, Input, Outgoing};
+use crate::calls::LiveCall;
+use crate::context::Shared;
+use crate::filter::Meta;
+use crate::pb;
+use callwatch_core::audio::Channel;
+use callwatch_core::events::Event;
+use callwatch_core::pipeline::Call;
+use callwatch_core::rules::CallRules;
+use callwatch_core::time::now_unix_ms;
+
+use pb::call_update::Update;
+
+pub(super) struct Session {
+    pub shared: Arc<Shared>,
+    pub call: Arc<LiveCall>,
+    pub meta: Meta,
+    pub pipeline: Call,
+    pub engine: CallRules,
+    pub activity: Activity,
+    pub filter: Arc<dyn TranscriptFilter>,
+    pub inputs: std::sync::mpsc::Receiver<Input>,
+    pub replies: mpsc::Sender<Outgoing>,
+    pub slot: OwnedSemaphorePermit,
+}
+
+/// What the adapter has said so far.
+struct Inputs {
+    rx: std::sync::mpsc::Receiver<Input>,
+    ending: Option<Ending>,
+}
+
+impl Inputs {
+    /// Takes what has arrived without waiting; controls go to `apply`.
+    fn take(&mut self, mut apply: impl FnMut(callwatch_core::rules::Control)) {
+        for input in self.rx.try_iter() {
+            match input {
+                Input::Control(c) => apply(c),
+                Input::End(ending) => self.ending = Some(ending),
+            }
+        }
+    }
+
+    /// Waits for the adapter to finish the call.
+    fn ending(mut self) -> Ending {
+        while self.ending.is_none() {
+            match self.rx.recv() {
+                Ok(Input::End(ending)) => self.ending = Some(ending),
+                Ok(Input::Control(_)) => {}
+                Err(_) => break,
+            }
+        }
+        self.ending.unwrap_or(Ending::Dropped)
+    }
+}
+
+impl Session {
+    pub fn run(self) {
+        let Session {
+            shared,
+            call,
+            meta,
+            pipeline,
+            engine,
+            activity,
+            filter,
+            inputs,
+            replies,
+            slot,
+        } = self;
+        let mut inputs = Inputs {
+            rx: inputs,
+            ending: None,
+        };
+        let mut publisher = Publisher::new(
+            &call,
+            &*shared.store,
+            &*shared.feed,
+            &shared.desks,
+            &meta,
+            &*filter,
+            &replies,
+        );
+        let followed = follow(pipeline, engine, activity, &mut inputs, &mut publisher);
+        // Every control is in by now: the audio (and with it the inlet) has ended.
+        let ending = inputs.ending();
+        let ended = followed.and_then(|(audio_s, engine)| {
+            let (state, reason) = match &ending {
+                Ending::Ended => (pb::CallState::Ended, String::new()),
+                Ending::Dropped => (pb::CallState::Dropped, "the stream closed without END".to_owned()),
+                Ending::Aborted(why) => (pb::CallState::Aborted, why.to_string()),
+            };
+            let mut info = call.info();
+            info.state = state.into();
+            info.reason = reason;
+            info.ended_unix_ms = now_unix_ms();
+            info.audio_s = audio_s;
+            info.alerts = publisher.alerts();
+            let card = engine.scorecard();
+            info.score = pb::Scorecard::from(card).score;
+            publisher.ended(info, card)
+        });
+        shared.calls.remove(&meta.call_id);
+        let last = match (ending, ended) {
+            (Ending::Aborted(why), Ok(_)) => Outgoing::Aborted(why),
+            (_, Ok(ended)) => Outgoing::Ended(ended),
+            (_, Err(e)) => {
+                tracing::error!(call = %meta.call_id, "the call's session failed: {e:#}");
+                Outgoing::Failed
+            }
+        };
+        let _ = replies.blocking_send(last);
+        // Fully ended: the slot is free again.
+        drop(slot);
+    }
+}
+
+/// Runs the call to the end of its audio; returns its length and the rules'
+/// final state.
+fn follow(
+    pipeline: Call,
+    mut engine: CallRules,
+    mut activity: Activity,
+    inputs: &mut Inputs,
+    publisher: &mut Publisher,
+) -> anyhow::Result<(f64, CallRules)> {
+    publisher.started()?;
+    let call = publisher.call;
+    for event in pipeline.events.iter() {
+        inputs.take(|c| {
+            activity.control(c.kind);
+            publisher.control(&c);
+            engine.control(c);
+        });
+        match &event {
+            Event::Transcript(t) => publisher.transcript(t)?,
+            Event::Voice {
+                channel, speaking, t_s, ..
+            } => {
+                call.publish(Update::Voice(pb::VoiceActivity {
+                    call_id: publisher.meta.call_id.clone(),
+                    channel: pb::Channel::from(*channel).into(),
+                    speaking: *speaking,
+                    t_s: *t_s,
+                }));
+                if *channel != Channel::Customer {
+                    publisher.agent_speaking(*speaking);
+                }
+                activity.voice(*channel, *speaking, *t_s);
+            }
+            Event::Tick { t_s, .. } => {
+                let mut info = call.info.lock().expect("poisoned");
+                info.audio_s = *t_s;
+                info.activity = activity.label(*t_s).to_owned();
+                info.speaking = activity.speaking.iter().map(|&c| pb::Channel::from(c) as i32).collect();
+            }
+        }
+        // The rules read the words unfiltered.
+        for output in engine.feed(&event) {
+            publisher.output(output)?;
+        }
+        publisher.scorecard(engine.scorecard());
+    }
+    let report = pipeline.join()?;
+    inputs.take(|c| engine.control(c));
+    for output in engine.finish(report.audio_s) {
+        publisher.output(output)?;
+    }
+    publisher.agent_speaking(false);
+    Ok((report.audio_s, engine))
+}
