@@ -162,7 +162,12 @@ impl Facts {
             // Segments are in time order and do not overlap: skip those over before `from`.
             let first = segments.partition_point(|seg| seg.1.is_some_and(|e| e <= from));
             for &(start, end) in &segments[first..] {
-                let end = end.unwrap_or_else(|| self.voiced_until(s).max(start));
+                // An open segment runs to its last voiced frame; a report older
+                // than the segment's start says nothing of it yet.
+                let end = end.unwrap_or_else(|| match self.voiced_until(s) {
+                    v if v >= start => v,
+                    _ => self.voice_known().max(start),
+                });
                 busy.push((start, end));
             }
         }
