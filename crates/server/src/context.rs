@@ -7,11 +7,11 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
-use crate::agent::Desks;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
+use crate::desks::Desks;
 use crate::feed::Feed;
-use crate::session::Sessions;
+use crate::slots::Sessions;
 use crate::store::CallStore;
 use callwatch_asr::transcribe::pool::Pool;
 use callwatch_core::rules::builtin;

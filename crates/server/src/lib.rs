@@ -19,13 +19,16 @@ pub mod calls;
 pub mod config;
 pub mod context;
 pub mod cursor;
+pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
 pub mod server;
 pub mod session;
+pub mod slots;
 pub mod store;
 pub mod supervisor;
+pub mod transcript_filter;
 pub mod web;
 
 pub use callwatch_proto::pb;

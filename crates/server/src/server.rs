@@ -17,18 +17,20 @@ use tonic::transport::{Identity as TlsIdentity, ServerTlsConfig};
 use tower::Layer as _;
 
 use crate::admin::Admin;
-use crate::agent::{AgentDesk, Desks};
+use crate::agent::AgentDesk;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::context::{LoadedRules, Shared};
+use crate::desks::Desks;
 use crate::feed::hub::Hub;
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
-use crate::session::{Sessions, TranscriptFilter, Verbatim};
+use crate::slots::Sessions;
 use crate::store::sqlite::Sqlite;
 use crate::store::CallStore;
 use crate::supervisor::Supervisor;
+use crate::transcript_filter::{TranscriptFilter, Verbatim};
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
 

@@ -17,7 +17,7 @@
 //! the rules and publishes (see [`publish`]). However the call ends, the
 //! audio already accepted is finished: its finals and alerts are stored and
 //! published and the call is recorded with its scorecard; only then is its
-//! slot (see [`slots`]) free again.
+//! slot (see [`crate::slots`]) free again.
 //!
 //! Queues: audio waits for room in the call's rings (flow control back to
 //! the adapter); [`Outgoing`] messages wait for room in a queue of
@@ -25,11 +25,9 @@
 //! only its own call).
 
 pub mod activity;
-pub mod filter;
 pub mod nudge;
 pub mod publish;
 mod run;
-pub mod slots;
 
 use std::sync::Arc;
 
@@ -38,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 use crate::context::Shared;
 use crate::filter::Meta;
 use crate::pb;
+use crate::transcript_filter;
 use activity::Activity;
 use callwatch_core::capture::network::{network_source, Encoding, Inlet};
 use callwatch_core::capture::SourceFormat;
@@ -46,8 +45,8 @@ use callwatch_core::rules::config::ControlKind;
 use callwatch_core::rules::{CallRules, Control};
 use callwatch_core::time::now_unix_ms;
 
-pub use filter::{TranscriptFilter, Verbatim};
-pub use slots::Sessions;
+pub use crate::slots::Sessions;
+pub use crate::transcript_filter::{TranscriptFilter, Verbatim};
 
 /// Messages queued for the adapter (see the module's queue policy).
 const REPLY_QUEUE: usize = 64;
@@ -166,7 +165,10 @@ pub async fn open(shared: &Arc<Shared>, spec: CallSpec) -> Result<(CallHandle, m
     let filter = shared.sessions.filter();
     let call = shared
         .calls
-        .insert(info.clone(), filter::scorecard(&*filter, engine.scorecard().into()))
+        .insert(
+            info.clone(),
+            transcript_filter::scorecard(&*filter, engine.scorecard().into()),
+        )
         .ok_or_else(|| Refusal::Live(spec.call_id.clone()))?;
     // From here on a refusal takes the call off the wall again.
     let unlist = |refusal: Refusal| {

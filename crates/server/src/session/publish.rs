@@ -7,15 +7,15 @@ use std::collections::HashMap;
 
 use tokio::sync::mpsc;
 
-use super::filter::{self, TranscriptFilter};
 use super::nudge::NudgeGate;
 use super::Outgoing;
-use crate::agent::Desks;
 use crate::calls::LiveCall;
+use crate::desks::Desks;
 use crate::feed::Feed;
 use crate::filter::Meta;
 use crate::pb;
 use crate::store::CallStore;
+use crate::transcript_filter::{self as filter, TranscriptFilter};
 use callwatch_core::alerts::{Audience, RuleOutput};
 use callwatch_core::events::Transcript;
 use callwatch_core::rules::{Control, Scorecard};

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::activity::Activity;
-use super::filter::TranscriptFilter;
 use super::publish::Publisher;
 use super::{Ending, Input, Outgoing};
 use crate::calls::LiveCall;
 use crate::context::Shared;
 use crate::filter::Meta;
 use crate::pb;
+use crate::transcript_filter::TranscriptFilter;
 use callwatch_core::audio::Channel;
 use callwatch_core::events::Event;
 use callwatch_core::pipeline::Call;

@@ -13,7 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use super::filter::TranscriptFilter;
+use crate::transcript_filter::TranscriptFilter;
 
 pub struct Sessions {
     slots: Arc<Semaphore>,
@@ -89,7 +89,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::session::Verbatim;
+    use crate::transcript_filter::Verbatim;
 
     #[test]
     fn slots_run_out_and_come_back() {
