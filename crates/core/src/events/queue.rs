@@ -200,6 +200,12 @@ impl EventReceiver {
         }
     }
 
+    /// Events sent and not yet read: the consumer's backlog. At
+    /// `EVENT_QUEUE` or more, the call's front end is waiting for room.
+    pub fn backlog(&self) -> usize {
+        self.queue.lock().events.len()
+    }
+
     /// Every event until the stream ends, waiting for each.
     pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
         std::iter::from_fn(|| self.recv().ok())
