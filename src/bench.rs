@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,11 +20,14 @@ use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
 use callwatch_core::audio::{self, SAMPLE_RATE};
 use callwatch_core::capture::replay::{Pace, Replay};
-use callwatch_core::events::Event;
 use callwatch_core::pipeline::{Call, CallConfig};
 use callwatch_core::rules::config::Kind;
 use callwatch_core::text::word_error_rate;
 use callwatch_core::vad::{self, VadConfig};
+
+mod capacity;
+
+pub use capacity::{capacity, CapacityOptions};
 
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
 const PEER_SCRIPT: &str = "benches/peer_faster_whisper.py";
@@ -236,99 +238,6 @@ pub fn default_files() -> Vec<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .collect()
-}
-
-pub struct CapacityOptions {
-    pub file: PathBuf,
-    pub model: PathBuf,
-    pub calls: Vec<usize>,
-    pub workers: usize,
-    pub threads: usize,
-}
-
-/// `callwatch bench capacity`: K copies of a call replayed at once in real
-/// time through one shared pool; latency from end of speech to final text.
-/// Calls start staggered over the first 5 s, as calls in a centre do not
-/// begin in lockstep.
-pub fn capacity(opts: &CapacityOptions) -> Result<()> {
-    let recording = audio::read_wav(&opts.file)?;
-    let model = Model::load(&opts.model)?;
-    println!(
-        "capacity: {} ({:.1} s, stereo) replayed in real time; {} workers × {} thread(s) on {} cores",
-        opts.file.display(),
-        recording.duration_s(),
-        opts.workers,
-        opts.threads,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>8} {:>9} {:>6} {:>8}",
-        "calls", "p50 s", "p95 s", "max s", "finals", "shed", "CPU %", "RSS MB"
-    );
-    let mut best = None;
-    for &k in &opts.calls {
-        let pool = Arc::new(Pool::new(
-            &model,
-            PoolConfig {
-                workers: opts.workers,
-                threads_per_worker: opts.threads,
-                max_partials: 2 * opts.workers,
-                ..PoolConfig::default()
-            },
-        )?);
-        let cpu_before = cpu_seconds();
-        let wall = Instant::now();
-        let handles: Vec<_> = (0..k)
-            .map(|i| {
-                let (rec, pool) = (recording.clone(), pool.clone());
-                std::thread::spawn(move || -> Result<(Vec<f64>, usize)> {
-                    std::thread::sleep(Duration::from_secs_f64(5.0 * i as f64 / k as f64));
-                    let call = Call::start(
-                        Box::new(Replay::new(rec, Pace::RealTime)),
-                        pool,
-                        CallConfig::new(&format!("c{i}")),
-                    )?;
-                    let mut latencies = Vec::new();
-                    for event in call.events.iter() {
-                        if let Event::Transcript(t) = event {
-                            if t.is_final {
-                                latencies.push(t.ready_after_s - t.end_s);
-                            }
-                        }
-                    }
-                    call.join()?;
-                    let n = latencies.len();
-                    Ok((latencies, n))
-                })
-            })
-            .collect();
-        let mut latencies = Vec::new();
-        let mut finals = 0;
-        for h in handles {
-            let (l, n) = h.join().map_err(|_| anyhow::anyhow!("a call thread panicked"))??;
-            latencies.extend(l);
-            finals += n;
-        }
-        let cpu = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64() * 100.0;
-        latencies.sort_by(f64::total_cmp);
-        let (p50, p95) = (percentile(&latencies, 0.5), percentile(&latencies, 0.95));
-        let shed = pool.stats().partials_shed.load(Ordering::Relaxed);
-        println!(
-            "{k:>5} {p50:>9.3} {p95:>9.3} {:>9.3} {finals:>8} {shed:>9} {cpu:>6.0} {:>8.0}",
-            latencies.last().copied().unwrap_or(0.0),
-            peak_rss_mb()
-        );
-        // Every final is delivered by construction (finals are never shed);
-        // the count above shows it.
-        if p95 <= 1.0 {
-            best = Some(k);
-        }
-    }
-    match best {
-        Some(k) => println!("largest K with p95 final latency ≤ 1.0 s: {k}"),
-        None => println!("no K kept p95 final latency ≤ 1.0 s"),
-    }
-    Ok(())
 }
 
 /// User + system CPU time of this process, seconds.

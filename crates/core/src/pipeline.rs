@@ -13,7 +13,6 @@
 //! stream closes once its last job has been delivered.
 
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,7 +22,7 @@ use anyhow::{anyhow, Result};
 use crate::audio::{Channel, Resampler};
 use crate::buffer::{ring, RingReader};
 use crate::capture::{AudioSource, Running};
-use crate::events::{CallSink, Event};
+use crate::events::{CallSink, Event, EventReceiver};
 use crate::vad::{Segmenter, Utterance, VadConfig, VadEvent};
 
 /// One utterance revision to decode.
@@ -48,6 +47,8 @@ impl Job {
 /// transcriber pool (`callwatch-asr`), or anything else that delivers each
 /// job's text to its sink. `submit` may wait for room for a final (that is
 /// back-pressure on this call's front end) but never for a partial.
+/// Delivering a transcript ([`CallSink::send`]) never waits, so a decoder
+/// shared by many calls is never held up by one call's consumer.
 pub trait Decoder: Send + Sync {
     fn submit(&self, job: Job);
 }
@@ -74,10 +75,12 @@ impl CallConfig {
     }
 }
 
-/// A call in progress. Read its events from `events` until the channel
-/// closes, then `join` it.
+/// A call in progress. Read its events from `events` until the stream
+/// ends, then `join` it. A consumer that stops reading holds back this
+/// call's front end (and, past `ring_s`, loses its audio), never another
+/// call; see `events/queue.rs` for the policy.
 pub struct Call {
-    pub events: Receiver<Event>,
+    pub events: EventReceiver,
     source: Box<dyn Running>,
     front_end: JoinHandle<CallReport>,
 }

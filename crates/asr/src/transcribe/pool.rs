@@ -16,6 +16,11 @@
 //!   instead of delaying finals.
 //!
 //! Shed partials are counted; a consumer sees them only as fewer revisions.
+//!
+//! Delivery: a worker hands each text to its call's event queue, which never
+//! makes it wait (a final is queued past a full queue, a partial dropped; see
+//! `callwatch_core::events`). A call whose consumer stops reading therefore
+//! holds no worker: every other call's finals keep flowing.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -202,11 +207,10 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
             tokens: hyp.tokens,
             ready_after_s: job.sink.elapsed_s(),
         };
+        job.sink.send(Event::Transcript(t));
         if job.is_final {
             shared.stats.finals_done.fetch_add(1, Ordering::Relaxed);
-            job.sink.send(Event::Transcript(t));
         } else {
-            job.sink.send_partial(t);
             shared.queue.lock().expect("poisoned").partials_running -= 1;
             // A worker may be waiting for this partial slot.
             shared.work.notify_one();
