@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 
 use callwatch_asr::model;
 
+pub mod service;
+
 /// The converted models, fetched and converted on first use (a no-op when
 /// `make test` has already done it). Tests never run without the real model.
 pub fn models_dir() -> &'static Path {
