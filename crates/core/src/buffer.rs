@@ -13,6 +13,8 @@ use std::sync::Arc;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
+use crate::sanitize::Repairs;
+
 /// Counters shared by both ends; plain atomics, so the writer can bump them
 /// from a real-time callback.
 #[derive(Debug, Default)]
@@ -21,6 +23,10 @@ pub struct RingStats {
     pub written: AtomicU64,
     /// Samples dropped because the ring was full.
     pub overrun: AtomicU64,
+    /// Non-finite samples written as silence (see `sanitize.rs`).
+    pub silenced: AtomicU64,
+    /// Samples outside [-1, 1] written clipped.
+    pub clipped: AtomicU64,
     /// Set by the writer when the source has ended (end of file, hang-up).
     pub closed: AtomicBool,
 }
@@ -49,7 +55,9 @@ pub fn ring(capacity: usize) -> (RingWriter, RingReader) {
 }
 
 impl RingWriter {
-    /// Copies as many samples as fit; the rest are counted as overrun.
+    /// Copies as many samples as fit; the rest are counted as overrun. Every
+    /// sample is repaired on the way in (NaN/inf → 0, clipped to [-1, 1]) and
+    /// counted, so no source can hand the pipeline a value that breaks it.
     /// Real-time safe: no allocation, lock or system call.
     pub fn write(&mut self, samples: &[f32]) -> usize {
         self.write_iter(samples.iter().copied(), samples.len())
@@ -58,7 +66,12 @@ impl RingWriter {
     /// Like [`write`](Self::write) for `len` samples produced by an iterator,
     /// so a callback can convert or de-interleave without a scratch buffer.
     pub fn write_iter(&mut self, samples: impl Iterator<Item = f32>, len: usize) -> usize {
-        let written = self.prod.push_iter(samples);
+        let mut repairs = Repairs::default();
+        let written = self.prod.push_iter(samples.map(|x| repairs.sample(x)));
+        if repairs.any() {
+            self.stats.silenced.fetch_add(repairs.silenced, Ordering::Relaxed);
+            self.stats.clipped.fetch_add(repairs.clipped, Ordering::Relaxed);
+        }
         self.stats.written.fetch_add(written as u64, Ordering::Relaxed);
         if written < len {
             self.stats.overrun.fetch_add((len - written) as u64, Ordering::Relaxed);
