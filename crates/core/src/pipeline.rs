@@ -124,13 +124,16 @@ impl Call {
     /// Waits for the source and the front end to finish. A panic in the
     /// front end comes back as an error carrying its message; the call's
     /// event stream has closed by then (the unwinding thread drops its sink).
+    ///
+    /// The front end is joined first: once it has died nothing drains the
+    /// rings, so a source waiting for room (fast replay) would never finish.
     pub fn join(self) -> Result<CallReport> {
-        let source = self.source.wait();
         let report = self
             .front_end
             .join()
             .map_err(|payload| anyhow!("the call's front end failed: {}", panic_message(&*payload)))?;
-        source.map(|()| report)
+        self.source.wait()?;
+        Ok(report)
     }
 }
 
