@@ -12,6 +12,7 @@ use callwatch_asr::{model, transcribe};
 use callwatch_client::Style;
 use callwatch_core::capture::replay::{Pace, Replay};
 use callwatch_core::rules::{config::Rulebook, sidecar};
+use callwatch_core::sanitize::Repairs;
 use callwatch_core::{audio, vad};
 use callwatch_device::{self as device, DeviceSource};
 use monitor::{Output, RuleSetup};
@@ -31,6 +32,7 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CALLWATCH_LOG").unwrap_or_else(|_| "warn".into()))
         .with_writer(std::io::stderr)
         .init();
+    install_panic_hook();
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -38,6 +40,29 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Panics print one line, never the default message and backtrace. A call's
+/// front end (`call-*`) and a decode on a pool worker (`whisper-*`) are caught
+/// by their owners, which report them with the call (`Call::join` → one
+/// `error:` line and exit 1; the pool logs and sends an empty final), so the
+/// hook only keeps those for `CALLWATCH_LOG=debug`. Any other panic is a bug
+/// and is printed as an `error:` line naming its thread and place.
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let name = thread.name().unwrap_or("unnamed");
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = callwatch_core::pipeline::panic_message(info.payload());
+        if name.starts_with("call-") || name.starts_with("whisper-") {
+            tracing::debug!("thread {name} panicked{place}: {message}");
+        } else {
+            eprintln!("error: internal fault in thread {name}{place}: {message}");
+        }
+    }));
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -87,9 +112,11 @@ fn run(cli: Cli) -> Result<()> {
             let rules = live.rule_setup(events.as_deref())?;
             let pool = live.pool()?;
             let pace = pace.pace();
+            let repaired = recording.repairs;
             let source = Box::new(Replay::new(recording, pace));
             monitor::run(
                 source,
+                repaired,
                 pool,
                 &call_id_of(&file),
                 Output::for_stdout(live.json),
@@ -210,8 +237,17 @@ fn run(cli: Cli) -> Result<()> {
                     controls,
                 };
                 let output = if json { Output::Json } else { Output::Plain };
+                let repaired = recording.repairs;
                 let source = Box::new(Replay::new(recording, Pace::Fast));
-                monitor::run(source, pool.clone(), &call_id_of(&file), output, false, Some(setup))?;
+                monitor::run(
+                    source,
+                    repaired,
+                    pool.clone(),
+                    &call_id_of(&file),
+                    output,
+                    false,
+                    Some(setup),
+                )?;
             }
             Ok(())
         }
@@ -219,7 +255,15 @@ fn run(cli: Cli) -> Result<()> {
             let rules = live.rule_setup(None)?;
             let source = Box::new(DeviceSource::open(agent.as_deref(), customer.as_deref())?);
             let pool = live.pool()?;
-            monitor::run(source, pool, "live", Output::for_stdout(live.json), true, rules)?;
+            monitor::run(
+                source,
+                Repairs::default(),
+                pool,
+                "live",
+                Output::for_stdout(live.json),
+                true,
+                rules,
+            )?;
             Ok(())
         }
         Command::Devices => {

@@ -15,6 +15,7 @@ use callwatch_core::events::Event;
 use callwatch_core::pipeline::{Call, CallConfig, CallReport};
 use callwatch_core::rules::config::Rulebook;
 use callwatch_core::rules::{CallRules, Control, Scorecard};
+use callwatch_core::sanitize::Repairs;
 use callwatch_core::time::round_ms;
 use callwatch_core::transcript::TranscriptLine;
 
@@ -54,6 +55,10 @@ pub struct Summary {
     pub partials: u64,
     pub partials_shed: u64,
     pub overrun_samples: u64,
+    /// Samples that arrived as NaN/inf and were replaced by silence.
+    pub samples_silenced: u64,
+    /// Samples outside [-1, 1] that were clipped.
+    pub samples_clipped: u64,
     /// Alerts raised and not retracted.
     pub alerts: u64,
     /// End of speech to final text, seconds; only for real-time sources.
@@ -108,7 +113,15 @@ impl Tally {
 
     /// Closes the tally; `realtime` says whether wall time tracked call time,
     /// without which latency means nothing.
-    pub fn finish(mut self, call_id: &str, report: &CallReport, shed: u64, realtime: bool) -> Summary {
+    /// `repairs`: what the whole audio path repaired, from the recording on.
+    pub fn finish(
+        mut self,
+        call_id: &str,
+        report: &CallReport,
+        repairs: Repairs,
+        shed: u64,
+        realtime: bool,
+    ) -> Summary {
         let s = &mut self.summary;
         s.kind = "summary";
         s.call_id = call_id.to_owned();
@@ -117,6 +130,8 @@ impl Tally {
         s.speech_s_customer = round_ms(s.speech_s_customer);
         s.partials_shed = shed;
         s.overrun_samples = report.overrun_samples;
+        s.samples_silenced = repairs.silenced;
+        s.samples_clipped = repairs.clipped;
         if realtime && !s.latencies.is_empty() {
             s.latencies.sort_by(f64::total_cmp);
             s.latency_p50_s = Some(round_ms(percentile(&s.latencies, 0.50)));
@@ -141,9 +156,11 @@ pub struct RuleSetup {
 
 /// Runs one call and prints it. `realtime`: the source delivers at the pace
 /// of a live call. With `rules`, alerts are printed as they fire and the
-/// scorecard at the end.
+/// scorecard at the end. `repaired`: samples already repaired before the
+/// source (by `read_wav`), counted into the summary with the rings' own.
 pub fn run(
     source: Box<dyn AudioSource>,
+    repaired: Repairs,
     pool: Arc<Pool>,
     call_id: &str,
     output: Output,
@@ -170,7 +187,9 @@ pub fn run(
         print_rule_output(&mut out, &o, output)?;
     }
     let shed = pool.stats().partials_shed.load(Ordering::Relaxed) - shed_before;
-    let summary = tally.finish(call_id, &report, shed, realtime);
+    let mut repairs = repaired;
+    repairs.add(report.repairs);
+    let summary = tally.finish(call_id, &report, repairs, shed, realtime);
     let scorecard = engine.map(|e| e.scorecard().clone());
     match output {
         Output::Json => {
@@ -232,6 +251,13 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         "audio {:.1} s · speech agent {:.1} s, customer {:.1} s · {} utterances · {} partials ({} shed) · {} samples overrun · {} alerts",
         s.audio_s, s.speech_s_agent, s.speech_s_customer, s.utterances, s.partials, s.partials_shed, s.overrun_samples, s.alerts
     )?;
+    if s.samples_silenced + s.samples_clipped > 0 {
+        writeln!(
+            out,
+            "bad samples repaired: {} not a number (silenced) · {} out of range (clipped)",
+            s.samples_silenced, s.samples_clipped
+        )?;
+    }
     match (s.latency_p50_s, s.latency_p95_s, s.latency_max_s) {
         (Some(p50), Some(p95), Some(max)) => writeln!(
             out,

@@ -6,6 +6,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use rubato::{FftFixedIn, Resampler as _};
 
+use crate::sanitize::{self, Repairs};
+
 /// The rate everything after the front end runs at (Whisper's rate).
 pub const SAMPLE_RATE: u32 = 16_000;
 
@@ -34,6 +36,8 @@ impl Channel {
 pub struct Recording {
     pub sample_rate: u32,
     pub channels: Vec<(Channel, Vec<f32>)>,
+    /// Samples [`read_wav`] had to repair (NaN/inf silenced, overs clipped).
+    pub repairs: Repairs,
 }
 
 impl Recording {
@@ -59,6 +63,7 @@ impl Recording {
         Ok(Recording {
             sample_rate: SAMPLE_RATE,
             channels,
+            repairs: self.repairs,
         })
     }
 }
@@ -76,6 +81,8 @@ pub enum AudioError {
     Empty { path: String },
     #[error("{path}: {what}")]
     Format { path: String, what: String },
+    #[error("{path}: {bad} of {total} samples are not numbers (NaN or infinite); is this really audio, in the format its header says?")]
+    NotAudio { path: String, bad: u64, total: u64 },
 }
 
 /// Reads a PCM (8/16/24/32-bit) or float WAV, mono or stereo, at its own rate.
@@ -102,7 +109,7 @@ pub fn read_wav(path: &Path) -> Result<Recording, AudioError> {
             what: format!("sample rate {} Hz is out of range (4 kHz – 384 kHz)", spec.sample_rate),
         });
     }
-    let interleaved: Vec<f32> = match spec.sample_format {
+    let mut interleaved: Vec<f32> = match spec.sample_format {
         hound::SampleFormat::Float => reader
             .into_samples::<f32>()
             .collect::<Result<_, _>>()
@@ -119,6 +126,23 @@ pub fn read_wav(path: &Path) -> Result<Recording, AudioError> {
     if interleaved.is_empty() {
         return Err(AudioError::Empty { path: shown });
     }
+    let mut repairs = Repairs::default();
+    repairs.slice(&mut interleaved);
+    let total = interleaved.len() as u64;
+    // A few bad samples are a glitch worth surviving; mostly bad ones mean
+    // the file is not the audio its header claims.
+    if repairs.silenced * 2 > total {
+        return Err(AudioError::NotAudio {
+            path: shown,
+            bad: repairs.silenced,
+            total,
+        });
+    }
+    if repairs.any() {
+        metrics::counter!("callwatch_samples_silenced_total").increment(repairs.silenced);
+        metrics::counter!("callwatch_samples_clipped_total").increment(repairs.clipped);
+        tracing::warn!(file = %shown, silenced = repairs.silenced, clipped = repairs.clipped, "repaired bad samples");
+    }
     let roles: &[Channel] = if spec.channels == 2 {
         &[Channel::Agent, Channel::Customer]
     } else {
@@ -133,6 +157,7 @@ pub fn read_wav(path: &Path) -> Result<Recording, AudioError> {
     Ok(Recording {
         sample_rate: spec.sample_rate,
         channels,
+        repairs,
     })
 }
 
@@ -185,10 +210,11 @@ impl Resampler {
         self.inputs += input.len() as u64;
         let Some(inner) = self.inner.as_mut() else {
             self.outputs += input.len() as u64;
-            out.extend_from_slice(input);
+            out.extend(input.iter().map(|&x| sanitize::clean(x)));
             return;
         };
-        self.pending.extend_from_slice(input);
+        // The FFT panics on NaN; audio that skipped entry checks must not reach it.
+        self.pending.extend(input.iter().map(|&x| sanitize::clean(x)));
         let mut used = 0;
         while self.pending.len() - used >= inner.input_frames_next() {
             let need = inner.input_frames_next();
@@ -297,6 +323,36 @@ mod tests {
         assert!(matches!(err, AudioError::Empty { .. }), "{err}");
         let err = read_wav(&write("four.wav", 4, 10)).unwrap_err();
         assert!(err.to_string().contains("4 channels"), "{err}");
+        let floats = |name: &str, samples: &[f32]| {
+            let path = dir.path().join(name);
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 16_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            samples.iter().for_each(|&s| w.write_sample(s).unwrap());
+            w.finalize().unwrap();
+            path
+        };
+        let err = read_wav(&floats("nan.wav", &[f32::NAN, f32::INFINITY, 0.1])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "{}: 2 of 3 samples are not numbers (NaN or infinite); is this really audio, in the format its header says?",
+                dir.path().join("nan.wav").display()
+            )
+        );
+        let half = read_wav(&floats("half.wav", &[f32::NAN, 0.1, 5.0, -1e9])).unwrap();
+        assert_eq!(half.channels[0].1, [0.0, 0.1, 1.0, -1.0]);
+        assert_eq!(
+            half.repairs,
+            Repairs {
+                silenced: 1,
+                clipped: 2
+            }
+        );
         let ok = read_wav(&write("stereo.wav", 2, 160)).unwrap();
         assert_eq!(
             ok.channels.iter().map(|c| c.0).collect::<Vec<_>>(),

@@ -13,6 +13,8 @@ use std::sync::Arc;
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
+use crate::sanitize::Repairs;
+
 /// Counters shared by both ends; plain atomics, so the writer can bump them
 /// from a real-time callback.
 #[derive(Debug, Default)]
@@ -21,6 +23,10 @@ pub struct RingStats {
     pub written: AtomicU64,
     /// Samples dropped because the ring was full.
     pub overrun: AtomicU64,
+    /// Non-finite samples written as silence (see `sanitize.rs`).
+    pub silenced: AtomicU64,
+    /// Samples outside [-1, 1] written clipped.
+    pub clipped: AtomicU64,
     /// Set by the writer when the source has ended (end of file, hang-up).
     pub closed: AtomicBool,
 }
@@ -49,7 +55,9 @@ pub fn ring(capacity: usize) -> (RingWriter, RingReader) {
 }
 
 impl RingWriter {
-    /// Copies as many samples as fit; the rest are counted as overrun.
+    /// Copies as many samples as fit; the rest are counted as overrun. Every
+    /// sample is repaired on the way in (NaN/inf → 0, clipped to [-1, 1]) and
+    /// counted, so no source can hand the pipeline a value that breaks it.
     /// Real-time safe: no allocation, lock or system call.
     pub fn write(&mut self, samples: &[f32]) -> usize {
         self.write_iter(samples.iter().copied(), samples.len())
@@ -58,7 +66,12 @@ impl RingWriter {
     /// Like [`write`](Self::write) for `len` samples produced by an iterator,
     /// so a callback can convert or de-interleave without a scratch buffer.
     pub fn write_iter(&mut self, samples: impl Iterator<Item = f32>, len: usize) -> usize {
-        let written = self.prod.push_iter(samples);
+        let mut repairs = Repairs::default();
+        let written = self.prod.push_iter(samples.map(|x| repairs.sample(x)));
+        if repairs.any() {
+            self.stats.silenced.fetch_add(repairs.silenced, Ordering::Relaxed);
+            self.stats.clipped.fetch_add(repairs.clipped, Ordering::Relaxed);
+        }
         self.stats.written.fetch_add(written as u64, Ordering::Relaxed);
         if written < len {
             self.stats.overrun.fetch_add((len - written) as u64, Ordering::Relaxed);
@@ -115,12 +128,12 @@ mod tests {
     #[test]
     fn full_ring_drops_and_counts_instead_of_blocking() {
         let (mut w, mut r) = ring(4);
-        assert_eq!(w.write(&[1.0, 2.0, 3.0]), 3);
-        assert_eq!(w.write(&[4.0, 5.0, 6.0]), 1);
+        assert_eq!(w.write(&[0.1, 0.2, 0.3]), 3);
+        assert_eq!(w.write(&[0.4, 0.5, 0.6]), 1);
         assert_eq!(w.stats().overrun.load(Ordering::Relaxed), 2);
         let mut out = Vec::new();
         r.read_into(&mut out);
-        assert_eq!(out, vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(out, vec![0.1, 0.2, 0.3, 0.4]);
         assert!(!r.is_finished());
         drop(w);
         assert!(r.is_finished());
@@ -134,7 +147,8 @@ mod tests {
         let writer = std::thread::spawn(move || {
             let mut next = 0u32;
             while next < 100_000 {
-                let block: [f32; 64] = std::array::from_fn(|i| (next + i as u32) as f32);
+                // Distinct values inside [-1, 1], which the ring passes unchanged.
+                let block: [f32; 64] = std::array::from_fn(|i| (next + i as u32) as f32 / 1e6);
                 if w.vacant() >= 64 {
                     w.write(&block);
                     next += 64;
@@ -149,6 +163,6 @@ mod tests {
         }
         writer.join().unwrap();
         assert_eq!(got.len(), 100_032);
-        assert!(got.iter().enumerate().all(|(i, v)| *v == i as f32));
+        assert!(got.iter().enumerate().all(|(i, v)| *v == i as f32 / 1e6));
     }
 }

@@ -18,6 +18,7 @@ pub mod capture;
 pub mod events;
 pub mod pipeline;
 pub mod rules;
+pub mod sanitize;
 pub mod text;
 pub mod time;
 pub mod transcript;

@@ -23,6 +23,7 @@ use crate::audio::{Channel, Resampler};
 use crate::buffer::{ring, RingReader};
 use crate::capture::{AudioSource, Running};
 use crate::events::{CallSink, Event, EventReceiver};
+use crate::sanitize::Repairs;
 use crate::vad::{Segmenter, Utterance, VadConfig, VadEvent};
 
 /// One utterance revision to decode.
@@ -91,6 +92,9 @@ pub struct CallReport {
     pub audio_s: f64,
     /// Samples lost because a ring was full (front end too slow).
     pub overrun_samples: u64,
+    /// Samples the source delivered as NaN/inf or out of [-1, 1], repaired
+    /// on entry to the rings (a recording's own are in `Recording::repairs`).
+    pub repairs: Repairs,
 }
 
 impl Call {
@@ -117,13 +121,29 @@ impl Call {
         })
     }
 
-    /// Waits for the source and the front end to finish.
+    /// Waits for the source and the front end to finish. A panic in the
+    /// front end comes back as an error carrying its message; the call's
+    /// event stream has closed by then (the unwinding thread drops its sink).
+    ///
+    /// The front end is joined first: once it has died nothing drains the
+    /// rings, so a source waiting for room (fast replay) would never finish.
     pub fn join(self) -> Result<CallReport> {
-        self.source.wait()?;
-        self.front_end
+        let report = self
+            .front_end
             .join()
-            .map_err(|_| anyhow!("the call's front-end thread panicked"))
+            .map_err(|payload| anyhow!("the call's front end failed: {}", panic_message(&*payload)))?;
+        self.source.wait()?;
+        Ok(report)
     }
+}
+
+/// The text of a panic payload (`panic!` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> &str {
+    payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("panicked")
 }
 
 struct ChannelFront {
@@ -135,6 +155,7 @@ struct ChannelFront {
     at_16k: Vec<f32>,
     vad_events: Vec<VadEvent>,
     overruns_seen: u64,
+    repairs_seen: Repairs,
     /// Revision of the next text of the open utterance.
     revision: u32,
     done: bool,
@@ -151,6 +172,7 @@ impl ChannelFront {
             at_16k: Vec::new(),
             vad_events: Vec::new(),
             overruns_seen: 0,
+            repairs_seen: Repairs::default(),
             revision: 0,
             done: false,
         })
@@ -170,6 +192,17 @@ impl ChannelFront {
             self.raw
                 .resize(self.raw.len() + (overrun - self.overruns_seen) as usize, 0.0);
             self.overruns_seen = overrun;
+        }
+        let stats = self.reader.stats();
+        let repairs = Repairs {
+            silenced: stats.silenced.load(Ordering::Relaxed),
+            clipped: stats.clipped.load(Ordering::Relaxed),
+        };
+        if repairs != self.repairs_seen {
+            metrics::counter!("callwatch_samples_silenced_total")
+                .increment(repairs.silenced - self.repairs_seen.silenced);
+            metrics::counter!("callwatch_samples_clipped_total").increment(repairs.clipped - self.repairs_seen.clipped);
+            self.repairs_seen = repairs;
         }
         self.resampler.push(&self.raw, &mut self.at_16k);
         if finished {
@@ -229,6 +262,10 @@ fn front_end(mut channels: Vec<ChannelFront>, sink: &Arc<CallSink>, pool: &dyn D
     let report = CallReport {
         audio_s: channels.first().map_or(0.0, |c| c.segmenter.position_s()),
         overrun_samples: channels.iter().map(|c| c.overruns_seen).sum(),
+        repairs: channels.iter().fold(Repairs::default(), |mut all, c| {
+            all.add(c.repairs_seen);
+            all
+        }),
     };
     tracing::info!(audio_s = report.audio_s, overrun = report.overrun_samples, "call ended");
     report
@@ -261,5 +298,40 @@ fn dispatch(event: VadEvent, channel: Channel, revision: &mut u32, sink: &Arc<Ca
             pool.submit(job(u, *revision, true));
             *revision = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::read_wav;
+    use crate::capture::replay::{Pace, Replay};
+
+    /// A decoder that fails the way a bug would: a panic on the front-end
+    /// thread, which is where `submit` runs.
+    struct Panicking;
+    impl Decoder for Panicking {
+        fn submit(&self, _job: Job) {
+            panic!("decoder exploded");
+        }
+    }
+
+    /// A panic in the front end ends the call: the event stream closes (a
+    /// consumer does not hang) and `join` says what happened.
+    #[test]
+    fn a_front_end_panic_closes_the_events_and_is_an_error() {
+        let wav = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jfk.wav");
+        let source = Box::new(Replay::new(read_wav(&wav).unwrap(), Pace::Fast));
+        let call = Call::start(source, Arc::new(Panicking), CallConfig::new("boom")).unwrap();
+        let (done, outcome) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            call.events.iter().for_each(drop);
+            let _ = done.send(call.join());
+        });
+        let err = outcome
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the event stream stayed open after the panic")
+            .unwrap_err();
+        assert_eq!(err.to_string(), "the call's front end failed: decoder exploded");
     }
 }

@@ -373,7 +373,9 @@ where
 
 /// The data callback's whole job: copy channel `from` of each frame of the
 /// interleaved `data` into `writers[to]` for every `(from, to)` in `pick`,
-/// converted to f32 in [-1, 1].
+/// converted to f32. The ring repairs and counts what a misconfigured device
+/// can hand over (16-bit data read as f32 gives NaN and 1e30): NaN/inf
+/// become silence, overs are clipped to [-1, 1] (`sanitize.rs`).
 ///
 /// Real-time safe: no allocation, lock, log or system call, and it never
 /// waits — a full ring drops and counts the rest ([`RingWriter::write_iter`]).
@@ -397,7 +399,7 @@ where
         };
         let samples = data
             .chunks_exact(device_channels)
-            .map(|frame| f32::from_sample_(frame[from]).clamp(-1.0, 1.0));
+            .map(|frame| f32::from_sample_(frame[from]));
         writer.write_iter(samples, frames);
     }
 }
@@ -457,6 +459,30 @@ mod tests {
             assert_eq!(customer[i], f32::from(customer_at(k)) / 32768.0, "customer sample {k}");
         }
         assert!(agent.iter().chain(&customer).all(|s| (-1.0..1.0).contains(s)));
+    }
+
+    /// NaN, inf and huge floats from the driver arrive as silence and
+    /// clipped samples, counted per ring.
+    #[test]
+    fn bad_float_samples_are_repaired_and_counted() {
+        let (w0, mut r0) = ring(100);
+        let (w1, mut r1) = ring(100);
+        let mut writers = [w0, w1];
+        let data = [f32::NAN, 0.5, 1e30, f32::INFINITY, -0.25, -1e6, 0.1, f32::NAN];
+        deliver(&data, 2, &[(0, 0), (1, 1)], &mut writers);
+        let (mut a, mut c) = (Vec::new(), Vec::new());
+        r0.read_into(&mut a);
+        r1.read_into(&mut c);
+        assert_eq!(a, [0.0, 1.0, -0.25, 0.1]);
+        assert_eq!(c, [0.5, 0.0, -1.0, 0.0]);
+        let counts = |w: &RingWriter| {
+            (
+                w.stats().silenced.load(Ordering::Relaxed),
+                w.stats().clipped.load(Ordering::Relaxed),
+            )
+        };
+        assert_eq!(counts(&writers[0]), (1, 1));
+        assert_eq!(counts(&writers[1]), (2, 1));
     }
 
     /// A full ring never blocks the callback: what does not fit is dropped

@@ -31,7 +31,7 @@ use std::time::Instant;
 use anyhow::Result;
 
 use callwatch_core::events::{Event, Transcript};
-use callwatch_core::pipeline::{Decoder, Job};
+use callwatch_core::pipeline::{panic_message, Decoder, Job};
 
 use super::Model;
 
@@ -182,7 +182,11 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
             }
         };
         let started = Instant::now();
-        let result = transcriber.transcribe(&job.samples);
+        // A panic inside one decode must cost that clip, not the worker (and
+        // with it every later call); each clip starts a fresh decode, as after
+        // a failed one.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transcriber.transcribe(&job.samples)))
+            .unwrap_or_else(|payload| Err(anyhow::anyhow!("decode panicked: {}", panic_message(&*payload))));
         let took = started.elapsed();
         metrics::histogram!("callwatch_inference_seconds").record(took.as_secs_f64());
         let hyp = match result {

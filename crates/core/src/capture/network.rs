@@ -46,11 +46,11 @@ pub enum FrameError {
         len: usize,
         width: usize,
     },
-    #[error("sample {index} is {value}, not a finite number")]
-    NotFinite { index: usize, value: f32 },
 }
 
-/// Decodes one packet, appending samples in -1.0..1.0 to `out`.
+/// Decodes one packet, appending its samples to `out`. F32LE may carry any
+/// value (NaN, inf, 1e6); the ring repairs and counts those on the way in
+/// (`sanitize.rs`), so one bad sample costs a click, not the packet.
 pub fn decode(encoding: Encoding, data: &[u8], out: &mut Vec<f32>) -> Result<(), FrameError> {
     let width = encoding.bytes_per_sample();
     if data.len() % width != 0 {
@@ -65,17 +65,10 @@ pub fn decode(encoding: Encoding, data: &[u8], out: &mut Vec<f32>) -> Result<(),
             data.chunks_exact(2)
                 .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32768.0),
         ),
-        Encoding::F32Le => {
-            let start = out.len();
-            for (index, b) in data.chunks_exact(4).enumerate() {
-                let value = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                if !value.is_finite() {
-                    out.truncate(start);
-                    return Err(FrameError::NotFinite { index, value });
-                }
-                out.push(value);
-            }
-        }
+        Encoding::F32Le => out.extend(
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+        ),
         Encoding::MuLaw => out.extend(data.iter().map(|&b| f32::from(ulaw_to_linear(b)) / 32768.0)),
         Encoding::ALaw => out.extend(data.iter().map(|&b| f32::from(alaw_to_linear(b)) / 32768.0)),
     }
@@ -292,11 +285,6 @@ mod tests {
             err.to_string(),
             "3 bytes is not a whole number of Pcm16Le samples (2 bytes each)"
         );
-        let nan = f32::NAN.to_le_bytes();
-        assert!(matches!(
-            decode(Encoding::F32Le, &nan, &mut out),
-            Err(FrameError::NotFinite { index: 0, .. })
-        ));
         assert!(out.is_empty());
     }
 
@@ -322,6 +310,29 @@ mod tests {
         assert!(got[160..320].iter().all(|&s| s == 0.0) && got[320] > 0.9);
     }
 
+    /// A float stream with NaN, inf and 1e6 reaches the ring as silence and
+    /// clipped samples, counted; the packet is kept, not refused.
+    #[tokio::test]
+    async fn float_packets_with_bad_values_are_repaired_and_counted() {
+        let format = SourceFormat {
+            sample_rate: 16_000,
+            channels: vec![crate::audio::Channel::Agent],
+        };
+        let (source, pending) = network_source(format, Encoding::F32Le);
+        let (writer, mut reader) = crate::buffer::ring(1000);
+        let stats = writer.stats().clone();
+        let _running = Box::new(source).start(vec![writer]).unwrap();
+        let mut inlet = pending.open().await.unwrap();
+        let values = [0.25f32, f32::NAN, f32::INFINITY, -1e6, 1e6, -0.5, f32::NEG_INFINITY];
+        let packet: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        inlet.push(0, 0, &packet).await.unwrap();
+        let mut got = Vec::new();
+        reader.read_into(&mut got);
+        assert_eq!(got, [0.25, 0.0, 0.0, -1.0, 1.0, -0.5, 0.0]);
+        assert_eq!(stats.silenced.load(std::sync::atomic::Ordering::Relaxed), 3);
+        assert_eq!(stats.clipped.load(std::sync::atomic::Ordering::Relaxed), 2);
+    }
+
     proptest! {
         // Fuzzing the frame decoder: any bytes, any encoding, never a panic;
         // either an error naming the problem or exactly len/width samples in range.
@@ -341,7 +352,6 @@ mod tests {
                     }
                 }
                 Err(FrameError::PartialSample { len, width, .. }) => prop_assert!(len % width != 0),
-                Err(FrameError::NotFinite { .. }) => prop_assert_eq!(encoding, Encoding::F32Le),
             }
             if out.len() != 1 { prop_assert_eq!(out[0], 0.5) }
         }

@@ -126,6 +126,7 @@ fn reply(outgoing: Outgoing) -> Reply {
         Outgoing::Ended(ended) => Out::Ended(ended),
         Outgoing::Aborted(why @ Abort::BadInput(_)) => return Err(Status::invalid_argument(why.to_string())),
         Outgoing::Aborted(why @ Abort::ShuttingDown) => return Err(Status::unavailable(why.to_string())),
+        Outgoing::Aborted(why @ Abort::Fault(_)) => return Err(Status::internal(why.to_string())),
         Outgoing::Failed => return Err(Status::internal("the call's session failed; see the server log")),
     };
     Ok(pb::ServerMessage { message: Some(message) })

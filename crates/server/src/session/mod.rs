@@ -85,6 +85,10 @@ pub enum Abort {
     BadInput(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The call's own pipeline failed (a panic in its front end); other
+    /// calls go on.
+    #[error("{0}")]
+    Fault(String),
 }
 
 /// How a call's stream ended.

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, OwnedSemaphorePermit};
 
 use super::activity::Activity;
 use super::publish::Publisher;
-use super::{Ending, Input, Outgoing};
+use super::{Abort, Ending, Input, Outgoing};
 use crate::calls::LiveCall;
 use crate::context::Shared;
 use crate::filter::Meta;
@@ -96,8 +96,12 @@ impl Session {
         );
         let followed = follow(pipeline, engine, activity, &mut inputs, &mut publisher);
         // Every control is in by now: the audio (and with it the inlet) has ended.
-        let ending = inputs.ending();
-        let ended = followed.and_then(|(audio_s, engine)| {
+        let mut ending = inputs.ending();
+        let ended = followed.and_then(|Followed { audio_s, engine, fault }| {
+            if let Some(why) = fault {
+                tracing::error!(call = %meta.call_id, "the call's pipeline failed: {why}");
+                ending = Ending::Aborted(Abort::Fault(why));
+            }
             let (state, reason) = match &ending {
                 Ending::Ended => (pb::CallState::Ended, String::new()),
                 Ending::Dropped => (pb::CallState::Dropped, "the stream closed without END".to_owned()),
@@ -128,17 +132,27 @@ impl Session {
     }
 }
 
-/// Runs the call to the end of its audio; returns its length and the rules'
-/// final state.
+/// How far a call's audio got.
+struct Followed {
+    audio_s: f64,
+    /// The rules' final state.
+    engine: CallRules,
+    /// Why the pipeline failed, if it did: the call is then kept as far as
+    /// it got and ends as aborted.
+    fault: Option<String>,
+}
+
+/// Runs the call to the end of its audio (or to its pipeline's failure).
 fn follow(
     pipeline: Call,
     mut engine: CallRules,
     mut activity: Activity,
     inputs: &mut Inputs,
     publisher: &mut Publisher,
-) -> anyhow::Result<(f64, CallRules)> {
+) -> anyhow::Result<Followed> {
     publisher.started()?;
     let call = publisher.call;
+    let mut heard_s = 0.0;
     for event in pipeline.events.iter() {
         inputs.take(|c| {
             activity.control(c.kind);
@@ -162,6 +176,7 @@ fn follow(
                 activity.voice(*channel, *speaking, *t_s);
             }
             Event::Tick { t_s, .. } => {
+                heard_s = *t_s;
                 let mut info = call.info.lock().expect("poisoned");
                 info.audio_s = *t_s;
                 info.activity = activity.label(*t_s).to_owned();
@@ -174,11 +189,15 @@ fn follow(
         }
         publisher.scorecard(engine.scorecard());
     }
-    let report = pipeline.join()?;
+    // The event stream has closed, so the front end is done, one way or the other.
+    let (audio_s, fault) = match pipeline.join() {
+        Ok(report) => (report.audio_s, None),
+        Err(e) => (heard_s, Some(format!("{e:#}"))),
+    };
     inputs.take(|c| engine.control(c));
-    for output in engine.finish(report.audio_s) {
+    for output in engine.finish(audio_s) {
         publisher.output(output)?;
     }
     publisher.agent_speaking(false);
-    Ok((report.audio_s, engine))
+    Ok(Followed { audio_s, engine, fault })
 }
