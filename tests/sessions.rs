@@ -6,53 +6,23 @@
 mod common;
 
 use std::borrow::Cow;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use callwatch_client::{self as client, Connection, SoftphoneCall, WatchFilter};
+use callwatch_client::{self as client, SoftphoneCall, WatchFilter};
 use callwatch_core::audio::{self, Recording};
 use callwatch_core::capture::network::Encoding;
 use callwatch_core::capture::SourceFormat;
 use callwatch_core::rules::config::ControlKind;
 use callwatch_core::rules::sidecar;
 use callwatch_proto::pb::{self, alert_event::Event, call_update::Update, server_message::Message as Out};
-use callwatch_server::config::{ServeConfig, TokenEntry};
 use callwatch_server::server::Server;
 use callwatch_server::session::{self, CallSpec, Ending, Outgoing, TranscriptFilter};
-use common::{fixture, q8_model, Reference};
+use common::service::{config, conn, AGENT_A17 as AGENT, SUP_ALL as SUPERVISOR};
+use common::{fixture, Reference};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
-
-const AGENT: &str = "token-agent-a17";
-const SUPERVISOR: &str = "token-sup-all";
-
-fn config(data: &Path) -> ServeConfig {
-    let token = |token: &str, role: &str| TokenEntry {
-        token: token.into(),
-        role: role.into(),
-        name: None,
-    };
-    let mut cfg = ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data: data.to_owned(),
-        model: Some(q8_model()),
-        workers: 2,
-        rules: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")),
-        ..ServeConfig::default()
-    };
-    cfg.auth.tokens = vec![token(AGENT, "agent:a17"), token(SUPERVISOR, "supervisor:*")];
-    cfg
-}
-
-fn conn(server: &Server, token: &str) -> Connection {
-    Connection {
-        server: format!("http://{}", server.addr),
-        token: token.into(),
-        ca: None,
-    }
-}
 
 fn recording(name: &str) -> (Recording, Vec<callwatch_core::rules::Control>) {
     let wav = fixture(&format!("calls/{name}.wav"));
