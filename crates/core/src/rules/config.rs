@@ -92,7 +92,22 @@ pub enum Window {
     Start(f64),
     /// Any time before the call ends.
     Call,
+    /// In the call's closing: its last `within_s`, and never its first half
+    /// (so a short call's greeting is not its closing).
+    End(f64),
 }
+
+/// Phrases of which one must be said. A group may also accept the caller's
+/// name (written `"{caller_name}"` in the rulebook): any word of a name the
+/// caller gave.
+#[derive(Debug, Clone)]
+pub struct Group {
+    pub phrases: Vec<Phrase>,
+    pub caller_name: bool,
+}
+
+/// How a rulebook group asks for the caller's name.
+pub const CALLER_NAME: &str = "{caller_name}";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
@@ -104,9 +119,12 @@ pub enum State {
 pub enum Kind {
     RequiredPhrase {
         party: Speaker,
-        groups: Vec<Vec<Phrase>>,
+        groups: Vec<Group>,
         window: Window,
         when: Vec<Phrase>,
+        /// The rule no longer applies once this call event happened (a
+        /// transferred call is closed by whoever takes it).
+        unless: Option<ControlKind>,
     },
     ForbiddenPhrase {
         party: Speaker,
@@ -173,6 +191,7 @@ struct RawRule {
     window: Option<String>,
     within_s: Option<f64>,
     when: Option<Vec<String>>,
+    unless: Option<ControlKind>,
     phrases: Option<Vec<String>>,
     on_partials: Option<bool>,
     mode: Option<String>,
@@ -259,6 +278,19 @@ fn phrases(list: &[String], field: &str) -> Result<Vec<Phrase>, String> {
     compile(list, field, true)
 }
 
+fn group(list: &[String]) -> Result<Group, String> {
+    let caller_name = list.iter().any(|p| p == CALLER_NAME);
+    let rest: Vec<String> = list.iter().filter(|p| *p != CALLER_NAME).cloned().collect();
+    Ok(Group {
+        phrases: if rest.is_empty() && caller_name {
+            Vec::new()
+        } else {
+            phrases(&rest, "groups")?
+        },
+        caller_name,
+    })
+}
+
 /// Phrases that raise alarms or conditions: exact words only.
 fn exact_phrases(list: &[String], field: &str) -> Result<Vec<Phrase>, String> {
     compile(list, field, false)
@@ -305,14 +337,20 @@ fn build_kind(r: &RawRule) -> Result<Kind, String> {
             let window = match r.window.as_deref() {
                 Some("start") => Window::Start(positive(need(&r.within_s, "within_s", k)?, "within_s")?),
                 Some("call") => Window::Call,
-                Some(other) => return Err(format!("field `window`: {other:?} is not \"start\" or \"call\"")),
+                Some("end") => Window::End(positive(need(&r.within_s, "within_s", k)?, "within_s")?),
+                Some(other) => {
+                    return Err(format!(
+                        "field `window`: {other:?} is not \"start\", \"call\" or \"end\""
+                    ))
+                }
                 None => return Err(format!("kind {k} needs field `window`")),
             };
             Kind::RequiredPhrase {
                 party: need(&r.party, "party", k)?,
-                groups: groups.iter().map(|g| phrases(g, "groups")).collect::<Result<_, _>>()?,
+                groups: groups.iter().map(|g| group(g)).collect::<Result<_, _>>()?,
                 window,
                 when: r.when.as_deref().map_or(Ok(Vec::new()), |w| exact_phrases(w, "when"))?,
+                unless: r.unless,
             }
         }
         "forbidden_phrase" => Kind::ForbiddenPhrase {

@@ -59,7 +59,10 @@ impl Engine {
         }
         match event {
             CallEvent::Voice { channel, speaking, t_s } => self.facts.voice(channel, speaking, t_s),
-            CallEvent::Transcript(t) => self.each(&mut out, |rule, facts, v| rule.heard(t, facts, v)),
+            CallEvent::Transcript(t) => {
+                self.facts.caller.heard(t);
+                self.each(&mut out, |rule, facts, v| rule.heard(t, facts, v));
+            }
             // Queued even when late: it applies at the next tick.
             CallEvent::Control(c) => {
                 let at = self.controls.partition_point(|q| q.t_s <= c.t_s);

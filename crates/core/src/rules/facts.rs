@@ -10,6 +10,7 @@
 use crate::audio::Channel;
 
 use super::config::{ControlKind, Speaker};
+use super::names::CallerName;
 use super::Control;
 
 /// Speech segments of one party, oldest first.
@@ -63,6 +64,8 @@ pub struct Facts {
     pub voice_settle_s: f64,
     /// The call is over: every voice event has been delivered.
     complete: bool,
+    /// The name the caller gave, as far as heard.
+    pub caller: CallerName,
 }
 
 impl Facts {

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod facts;
 pub mod kinds;
 pub mod matcher;
+pub mod names;
 pub mod scorecard;
 pub mod sidecar;
 pub mod verdicts;

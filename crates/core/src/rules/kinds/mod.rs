@@ -46,11 +46,13 @@ pub fn build(rule: &RuleConfig) -> Box<dyn Rule> {
             groups,
             window,
             when,
+            unless,
         } => Box::new(required_phrase::RequiredPhrase::new(
             *party,
             groups.clone(),
             *window,
             when.clone(),
+            *unless,
         )),
         Kind::ForbiddenPhrase {
             party,
