@@ -115,7 +115,11 @@ function feedItem(item: FeedAlert): HTMLLIElement {
 
 function fillFeedItem(li: HTMLElement, item: FeedAlert): void {
   const a = item.alert;
-  const lag = Math.max(0, item.shownMs - item.recordedMs);
+  // The lag the alert had when it fired: from the end of the words (or
+  // moment) it is about to the rules raising it, on the call's clock. The
+  // same for an alert loaded as backlog as for one seen live.
+  const lag = Math.max(0, Math.round((a.emittedS - a.endS) * 1000));
+  const delivery = Math.max(0, item.shownMs - item.recordedMs);
   const claim = item.claimedBy
     ? el("span", { class: "claimed" }, `claimed by ${item.claimedBy}`)
     : el("button", { class: "claim", type: "button" }, "Claim");
@@ -132,7 +136,14 @@ function fillFeedItem(li: HTMLElement, item: FeedAlert): void {
       ` · ${item.agentId} · `,
       el("a", { href: "#", class: "at" }, clock(a.startS)),
       " · ",
-      el("span", { class: "lag", title: "from the server recording it to this page showing it" }, `lag ${lag} ms`),
+      el(
+        "span",
+        {
+          class: "lag",
+          title: `fired ${lag} ms after the words; shown ${delivery} ms after the server recorded it`,
+        },
+        `lag ${lag} ms`,
+      ),
     ),
     el("div", { class: "msg" }, a.message),
     el("div", { class: "evidence" }, item.retracted ? "retracted: the final transcript disagreed" : a.evidence),

@@ -160,12 +160,18 @@ try {
   await dashboard.waitForSelector('#feed li[data-call="e2e-hold"][data-rule="hold.thank_on_return"]', { timeout: 20_000 });
 
   // Every alert in the store is in the feed, once.
-  const stored = execFileSync(bin, ["watch", "--json", "--server", server.url, "--token", TOKENS.supervisor,
+  const storedAlerts = execFileSync(bin, ["watch", "--json", "--server", server.url, "--token", TOKENS.supervisor,
     "--resume-after", "c0", "--exit-after-calls", "3"], { encoding: "utf8" })
-    .split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === "alert")
-    .map((a) => `${a.call_id}/${a.id}`).sort();
+    .split("\n").filter(Boolean).map((l) => JSON.parse(l)).filter((e) => e.type === "alert");
+  const stored = storedAlerts.map((a) => `${a.call_id}/${a.id}`).sort();
   const onPage = (await dashboard.$$eval("#feed li", (lis) => lis.map((li) => `${li.dataset.call}/${li.dataset.id}`))).sort();
   check(JSON.stringify(onPage) === JSON.stringify(stored), `the feed holds all ${stored.length} stored alerts, each once`);
+  // Alerts loaded as backlog after the restart show the lag they had when they fired.
+  for (const a of storedAlerts) {
+    const text = await dashboard.$eval(`#feed li[data-call="${a.call_id}"][data-id="${a.id}"] .lag`, (e) => e.textContent);
+    const want = `lag ${Math.max(0, Math.round((a.emitted_s - a.end_s) * 1000))} ms`;
+    check(text === want, `${a.call_id}/${a.id} ${a.rule_id}: page says "${text}", the alert fired with "${want}"`);
+  }
   await dashboard.waitForSelector('#recent-rows tr[data-call="e2e-talkover"]', { timeout: 5_000 });
   await dashboard.screenshot({ path: join(artifacts, "dashboard-wall.png") });
   log("all checks passed");

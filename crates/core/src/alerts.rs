@@ -43,6 +43,9 @@ pub struct Alert {
     /// Call time the alert is about.
     pub start_s: f64,
     pub end_s: f64,
+    /// Call time when the rules raised it (the audio heard by then):
+    /// `emitted_s - end_s` is how long after the words the alert came.
+    pub emitted_s: f64,
     /// The words heard, or the acoustic measurement.
     pub evidence: String,
     pub message: String,
@@ -72,6 +75,13 @@ impl RuleOutput {
     }
 }
 
+impl Alert {
+    /// How long after the end of what it is about the alert was raised.
+    pub fn lag_s(&self) -> f64 {
+        (self.emitted_s - self.end_s).max(0.0)
+    }
+}
+
 impl std::fmt::Display for Alert {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sev = match self.severity {
@@ -81,8 +91,9 @@ impl std::fmt::Display for Alert {
         };
         write!(
             f,
-            "[{} alert {sev}] {}: {} ({})",
+            "[{} alert {sev}, lag {:.1} s] {}: {} ({})",
             crate::time::CallClock(self.start_s),
+            self.lag_s(),
             self.rule_id,
             self.message,
             self.evidence

@@ -146,6 +146,7 @@ impl Engine {
                 scorecard: &mut self.scorecard,
                 next_alert: &mut self.next_alert,
                 out,
+                now: self.facts.now,
             };
             f(rule.as_mut(), &self.facts, &mut v);
         }

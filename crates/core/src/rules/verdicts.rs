@@ -17,6 +17,8 @@ pub struct Verdicts<'a> {
     pub(super) scorecard: &'a mut Scorecard,
     pub(super) next_alert: &'a mut u64,
     pub(super) out: &'a mut Vec<RuleOutput>,
+    /// The voice clock: when an alert raised now is emitted.
+    pub(super) now: f64,
 }
 
 impl Verdicts<'_> {
@@ -39,6 +41,7 @@ impl Verdicts<'_> {
             party,
             start_s: round_ms(span.0),
             end_s: round_ms(span.1),
+            emitted_s: round_ms(self.now),
             evidence,
             message: rule.message.clone(),
             script: rule.script.clone(),

@@ -250,6 +250,7 @@ mod tests {
             party: Party::Agent,
             start_s: 1.0,
             end_s: 2.0,
+            emitted_s: 2.4,
             evidence: "reset the ONT 4419".into(),
             message: "Plain words, please.".into(),
             script: None,

@@ -118,6 +118,16 @@ mod tests {
     }
 
     #[test]
+    fn an_alert_says_when_it_was_raised() {
+        let mut run = Run::new(PROFANITY);
+        run.tick(3.6).say(Channel::Customer, 2.0, 3.0, "this is damn", false);
+        let alerts = run.alerts();
+        assert_eq!(alerts[0].emitted_s, 3.6, "the voice clock when the words arrived");
+        assert!((alerts[0].lag_s() - 0.6).abs() < 1e-9, "{}", alerts[0].lag_s());
+        assert!(alerts[0].to_string().contains("lag 0.6 s"), "{}", alerts[0]);
+    }
+
+    #[test]
     fn a_final_confirming_a_partial_leaves_one_alert_standing() {
         let mut run = Run::new(PROFANITY);
         run.say(Channel::Customer, 2.0, 3.0, "this is damn", false);
