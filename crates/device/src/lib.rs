@@ -335,6 +335,7 @@ where
 mod tests {
     use super::*;
     use callwatch_core::buffer::ring;
+    use std::sync::atomic::Ordering;
 
     /// The capture path without a device: a thread plays the driver, calling
     /// `deliver` with interleaved stereo i16 blocks of varying size as a

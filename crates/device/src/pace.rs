@@ -7,8 +7,9 @@
 //! would make call time race ahead of the wall clock (a `duration` rule
 //! firing after seconds) and the transcriber would drown in it. So the
 //! callback admits audio only while the device has not delivered more than
-//! [`AHEAD`] beyond what the wall clock allows, and flags the device
-//! otherwise; the capture thread then ends the call naming it.
+//! [`AHEAD`] (plus [`DRIFT`] of the time elapsed) beyond what the wall clock
+//! allows, and flags the device otherwise; the capture thread then ends the
+//! call naming it.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,6 +20,12 @@ use crate::running::Shared;
 /// How far ahead of the wall clock a device may deliver: a backend may hand
 /// over a full buffer at once when the stream starts (two periods with cpal).
 pub(crate) const AHEAD: Duration = Duration::from_millis(250);
+
+/// How much faster than the system clock a device's own clock may run: real
+/// ones differ by well under 0.01 %, so over a long call a few hundred parts
+/// per million add up; a device returning stale periods runs many times too
+/// fast.
+pub(crate) const DRIFT: f64 = 0.01;
 
 /// Per-stream state of the guard, moved into the data callback.
 pub(crate) struct Pacer {
@@ -54,8 +61,9 @@ impl Pacer {
         }
         let started = *self.started.get_or_insert(now);
         self.frames += frames as u64;
-        let ahead = self.frames as f64 / self.rate - now.duration_since(started).as_secs_f64();
-        if ahead > AHEAD.as_secs_f64() {
+        let elapsed = now.duration_since(started).as_secs_f64();
+        let ahead = self.frames as f64 / self.rate - elapsed;
+        if ahead > AHEAD.as_secs_f64() + DRIFT * elapsed {
             flag(&self.shared.racing, self.index);
             return false;
         }
@@ -76,21 +84,36 @@ mod tests {
         let shared = Arc::new(Shared::default());
         let mut pacer = Pacer::new(16_000, 1, shared.clone());
         let t0 = Instant::now();
-        // A start-up burst of a buffer, then 10 ms periods on time: all admitted.
-        assert!(pacer.admit_at(3_200, t0));
+        // A start-up burst (187.5 ms), then 10 ms periods on time: all admitted.
+        assert!(pacer.admit_at(3_000, t0));
         for k in 1..=100u64 {
             assert!(pacer.admit_at(160, t0 + Duration::from_millis(10 * k)), "period {k}");
         }
         assert_eq!(shared.racing.load(Ordering::Relaxed), 0);
-        // Then the same instant again and again: refused past 250 ms ahead.
+        // Then the same instant again and again: refused past 250 ms + 1 % of
+        // the second elapsed = 260 ms ahead.
         let now = t0 + Duration::from_millis(1000);
         let admitted = (0..100).take_while(|_| pacer.admit_at(160, now)).count();
         assert_eq!(
-            admitted, 5,
-            "five more periods reach 250 ms ahead; the sixth is past it"
+            admitted, 7,
+            "seven more periods reach 257.5 ms ahead; the eighth is past 260"
         );
         assert_eq!(shared.racing.load(Ordering::Relaxed), 2);
         // Once flagged, nothing more gets through, even on time.
         assert!(!pacer.admit_at(160, now + Duration::from_secs(5)));
+    }
+
+    /// A device clock 0.1 % fast (far worse than real ones) over an hour
+    /// stays within the guard.
+    #[test]
+    fn a_slightly_fast_clock_is_not_a_runaway() {
+        let shared = Arc::new(Shared::default());
+        let mut pacer = Pacer::new(48_000, 0, shared.clone());
+        let t0 = Instant::now();
+        for k in 0..360_000u64 {
+            // 480 frames (10 ms) every 9.99 ms.
+            assert!(pacer.admit_at(480, t0 + Duration::from_micros(9_990 * k)), "period {k}");
+        }
+        assert_eq!(shared.racing.load(Ordering::Relaxed), 0);
     }
 }
