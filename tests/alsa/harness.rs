@@ -118,6 +118,11 @@ pub const DEVICES: &[Device] = &[
         format: Format::F32,
     },
     Device {
+        name: "cw_frozen",
+        description: "Test device that falls silent",
+        format: Format::F32,
+    },
+    Device {
         name: LOST,
         description: "Test device that goes away",
         format: Format::F32,
@@ -232,12 +237,14 @@ fn period_frames(device: &Device, rate: u32) -> usize {
 
 /// What to feed a device: per-frame channel values at `rate`, then silence
 /// until stopped; or, with `vanish_after_s`, close the FIFO at that point
-/// (the device goes away mid-call).
+/// (the device goes away mid-call); or, with `freeze_after_s`, stop writing
+/// but keep it open (the device hangs: the capture's read never returns).
 pub struct Feed {
     pub device: Device,
     pub rate: u32,
     pub frames: Vec<[f32; CHANNELS]>,
     pub vanish_after_s: Option<f64>,
+    pub freeze_after_s: Option<f64>,
 }
 
 /// A writer thread feeding one device in real time.
@@ -329,12 +336,20 @@ fn write_in_real_time(
     let _ = started.send(t0);
     let period_s = period as f64 / f64::from(feed.rate);
     let vanish_at = feed.vanish_after_s.map(|s| (s * f64::from(feed.rate)) as usize);
+    let freeze_at = feed.freeze_after_s.map(|s| (s * f64::from(feed.rate)) as usize);
     let mut next = 0usize;
     let mut k = 0u32;
     while !stop.load(Ordering::Acquire) {
         if vanish_at.is_some_and(|at| next >= at) {
             drop(pipe);
             let _ = fed.send(Instant::now());
+            return;
+        }
+        if freeze_at.is_some_and(|at| next >= at) {
+            let _ = fed.send(Instant::now());
+            while !stop.load(Ordering::Acquire) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
             return;
         }
         let end = (next + period).min(feed.frames.len());

@@ -213,6 +213,7 @@ fn stereo_feed(name: &str, rate: u32) -> Feed {
         rate,
         frames: frames(&at_rate(&c.agent, c.rate, rate), &at_rate(&c.customer, c.rate, rate)),
         vanish_after_s: None,
+        freeze_after_s: None,
     }
 }
 
@@ -225,6 +226,7 @@ fn mono_feed(name: &str, samples: &[f32], from: u32, rate: u32) -> Feed {
         rate,
         frames: frames(&s, &vec![0.0; s.len()]),
         vanish_after_s: None,
+        freeze_after_s: None,
     }
 }
 
@@ -429,5 +431,38 @@ fn a_device_that_goes_away_ends_the_call_naming_it() {
         ended - fed_s < 5.0,
         "the call took {:.1} s to end after the loss",
         ended - fed_s
+    );
+}
+
+/// The device hangs mid-call: its input stays open but nothing more comes,
+/// so the backend's read never returns and its thread cannot be joined.
+/// The call still ends, 2 s later, naming the device (exit 1), with the
+/// words and the summary of what came before.
+#[test]
+fn a_device_that_falls_silent_ends_the_call_naming_it() {
+    let mut feed = stereo_feed("cw_frozen", 48_000);
+    feed.freeze_after_s = Some(SHORT_S + TAIL_S);
+    let mic = Mic::start(feed);
+    let mut child = Some(capture(&["--agent", "cw_frozen"]));
+    let t0 = started(std::slice::from_ref(&mic), &mut child);
+    let child = child.unwrap();
+    mic.fed(Duration::from_secs(60)); // the clip
+    let frozen = mic.fed(Duration::from_secs(60)); // nothing more
+    let (status, out, err) = finish(child, Duration::from_secs(30));
+    let ended_after_s = frozen.elapsed().as_secs_f64();
+    assert_eq!(status.code(), Some(1), "stderr: {err}");
+    let errors: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{err}");
+    assert!(errors[0].contains("Test device that falls silent"), "{err}");
+    assert!(errors[0].contains("stopped delivering audio"), "{err}");
+    let out = lines(&out);
+    check_words(&out, SHORT, SHORT_S, SHORT_WER, "device frozen");
+    let audio_s = of_type(&out, "summary")[0]["audio_s"].as_f64().unwrap();
+    let fed_s = (frozen - t0).as_secs_f64();
+    assert!((audio_s - fed_s).abs() <= 0.1, "{audio_s} s of call, fed {fed_s:.3} s");
+    // The 2 s stall, the 1 s allowed for the stream to stop, the last decode.
+    assert!(
+        ended_after_s < 8.0,
+        "the call took {ended_after_s:.1} s to end after the device hung"
     );
 }
