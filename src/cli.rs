@@ -58,7 +58,9 @@ pub enum Command {
         #[command(subcommand)]
         command: RulesCommand,
     },
-    /// Follow a live call from sound devices (agent and customer).
+    /// Follow a live call from sound devices (agent and customer). Ctrl-C
+    /// ends the call (summary printed, exit 0); a device that stops
+    /// mid-call ends it with an error naming the device (exit 1).
     Capture {
         /// Agent's input device (name or part of it) [default: the default input].
         #[arg(long)]
@@ -67,6 +69,10 @@ pub enum Command {
         /// Without it, a stereo agent device carries both parties.
         #[arg(long)]
         customer: Option<String>,
+        /// Sample rate to capture at, in Hz [default: 16000 if both devices
+        /// support it, else 48000; a stereo device's own default].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(8_000..=192_000))]
+        rate: Option<u32>,
         #[command(flatten)]
         live: LiveArgs,
     },

@@ -251,9 +251,15 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Capture { agent, customer, live } => {
+        Command::Capture {
+            agent,
+            customer,
+            rate,
+            live,
+        } => {
             let rules = live.rule_setup(None)?;
-            let source = Box::new(DeviceSource::open(agent.as_deref(), customer.as_deref())?);
+            let device = DeviceSource::open(agent.as_deref(), customer.as_deref(), rate)?;
+            let source = Box::new(device.stop_on(stop_on_signal()?));
             let pool = live.pool()?;
             monitor::run(
                 source,
@@ -343,6 +349,33 @@ fn run(cli: Cli) -> Result<()> {
             runs,
         }),
     }
+}
+
+/// Set by the first SIGINT/SIGTERM: `capture` then ends the call as a live
+/// call ends (last words transcribed, summary printed, exit 0). The handler
+/// resets itself, so a second Ctrl-C kills the process as usual.
+fn stop_on_signal() -> Result<&'static std::sync::atomic::AtomicBool> {
+    static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    extern "C" fn on_signal(_: libc::c_int) {
+        // Only an atomic store: nothing else is safe in a signal handler.
+        STOP.store(true, std::sync::atomic::Ordering::Release);
+    }
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: a zeroed sigaction is valid; the handler only stores to an
+        // atomic (async-signal-safe); SA_RESTART keeps blocking reads (the
+        // audio backend's) from failing with EINTR.
+        let installed = unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+            action.sa_flags = libc::SA_RESTART | libc::SA_RESETHAND;
+            libc::sigemptyset(&mut action.sa_mask);
+            libc::sigaction(signal, &action, std::ptr::null_mut())
+        };
+        if installed != 0 {
+            anyhow::bail!("cannot handle signal {signal}: {}", std::io::Error::last_os_error());
+        }
+    }
+    Ok(&STOP)
 }
 
 /// A call's id from its file name.

@@ -55,6 +55,9 @@ pub struct Summary {
     pub partials: u64,
     pub partials_shed: u64,
     pub overrun_samples: u64,
+    /// Overruns the sound device's driver reported (audio lost before the
+    /// rings); counted, never fatal. Always 0 for recordings.
+    pub xruns: u64,
     /// Samples that arrived as NaN/inf and were replaced by silence.
     pub samples_silenced: u64,
     /// Samples outside [-1, 1] that were clipped.
@@ -130,6 +133,7 @@ impl Tally {
         s.speech_s_customer = round_ms(s.speech_s_customer);
         s.partials_shed = shed;
         s.overrun_samples = report.overrun_samples;
+        s.xruns = report.xruns;
         s.samples_silenced = repairs.silenced;
         s.samples_clipped = repairs.clipped;
         if realtime && !s.latencies.is_empty() {
@@ -158,6 +162,8 @@ pub struct RuleSetup {
 /// of a live call. With `rules`, alerts are printed as they fire and the
 /// scorecard at the end. `repaired`: samples already repaired before the
 /// source (by `read_wav`), counted into the summary with the rings' own.
+/// A source that fails mid-call (a device that stopped) still gets its
+/// summary printed; its error is returned after it.
 pub fn run(
     source: Box<dyn AudioSource>,
     repaired: Repairs,
@@ -181,7 +187,7 @@ pub fn run(
             print_rule_output(&mut out, &o, output)?;
         }
     }
-    let report = call.join()?;
+    let (report, source_outcome) = call.join_parts()?;
     for o in engine.as_mut().map(|e| e.finish(report.audio_s)).unwrap_or_default() {
         tally.observe_rule(&o);
         print_rule_output(&mut out, &o, output)?;
@@ -208,6 +214,8 @@ pub fn run(
             print_summary(&mut out, &summary)?
         }
     }
+    out.flush()?;
+    source_outcome?;
     Ok((summary, scorecard))
 }
 
@@ -251,6 +259,13 @@ fn print_summary(out: &mut impl Write, s: &Summary) -> std::io::Result<()> {
         "audio {:.1} s · speech agent {:.1} s, customer {:.1} s · {} utterances · {} partials ({} shed) · {} samples overrun · {} alerts",
         s.audio_s, s.speech_s_agent, s.speech_s_customer, s.utterances, s.partials, s.partials_shed, s.overrun_samples, s.alerts
     )?;
+    if s.xruns > 0 {
+        writeln!(
+            out,
+            "device overruns (xruns): {} — audio was lost inside the driver",
+            s.xruns
+        )?;
+    }
     if s.samples_silenced + s.samples_clipped > 0 {
         writeln!(
             out,

@@ -84,6 +84,12 @@ impl RingWriter {
         self.prod.vacant_len()
     }
 
+    /// True once the reading side is gone (its front end ended or died): a
+    /// source waiting for room must stop waiting, as none will come.
+    pub fn reader_gone(&self) -> bool {
+        !self.prod.read_is_held()
+    }
+
     /// Marks the end of the stream; the reader drains what is left, then stops.
     pub fn close(&self) {
         self.stats.closed.store(true, Ordering::Release);
@@ -137,6 +143,14 @@ mod tests {
         assert!(!r.is_finished());
         drop(w);
         assert!(r.is_finished());
+    }
+
+    #[test]
+    fn the_writer_learns_that_its_reader_is_gone() {
+        let (w, r) = ring(4);
+        assert!(!w.reader_gone());
+        drop(r);
+        assert!(w.reader_gone());
     }
 
     /// A writer thread shaped like an audio callback, a reader draining

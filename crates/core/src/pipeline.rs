@@ -95,6 +95,9 @@ pub struct CallReport {
     /// Samples the source delivered as NaN/inf or out of [-1, 1], repaired
     /// on entry to the rings (a recording's own are in `Recording::repairs`).
     pub repairs: Repairs,
+    /// Overruns inside the source's driver (a sound device's xruns): audio
+    /// lost before the rings, counted, never fatal.
+    pub xruns: u64,
 }
 
 impl Call {
@@ -128,12 +131,25 @@ impl Call {
     /// The front end is joined first: once it has died nothing drains the
     /// rings, so a source waiting for room (fast replay) would never finish.
     pub fn join(self) -> Result<CallReport> {
-        let report = self
+        let (report, source) = self.join_parts()?;
+        source?;
+        Ok(report)
+    }
+
+    /// Like [`join`](Self::join), but a source that failed (a sound device
+    /// that stopped mid-call) comes back beside the report of the audio it
+    /// did deliver, so the caller can still show the call's figures.
+    pub fn join_parts(self) -> Result<(CallReport, Result<()>)> {
+        let mut report = self
             .front_end
             .join()
             .map_err(|payload| anyhow!("the call's front end failed: {}", panic_message(&*payload)))?;
-        self.source.wait()?;
-        Ok(report)
+        // The rings have closed, so the source has stopped delivering.
+        report.xruns = self.source.xruns();
+        if report.xruns > 0 {
+            metrics::counter!("callwatch_device_xruns_total").increment(report.xruns);
+        }
+        Ok((report, self.source.wait()))
     }
 }
 
@@ -266,6 +282,7 @@ fn front_end(mut channels: Vec<ChannelFront>, sink: &Arc<CallSink>, pool: &dyn D
             all.add(c.repairs_seen);
             all
         }),
+        xruns: 0,
     };
     tracing::info!(audio_s = report.audio_s, overrun = report.overrun_samples, "call ended");
     report

@@ -13,23 +13,26 @@
 //! dropped, never waited for. Everything that may block — opening devices,
 //! choosing formats, reporting errors — happens outside it.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
-use std::thread::JoinHandle;
+use std::sync::atomic::AtomicBool;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::traits::{DeviceTrait, HostTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, SupportedStreamConfig};
 
 use callwatch_core::audio::Channel;
 use callwatch_core::buffer::RingWriter;
 use callwatch_core::capture::{AudioSource, Running, SourceFormat};
 
+mod pace;
 mod quiet_alsa;
+mod running;
 mod select;
 
+use pace::Pacer;
 use quiet_alsa::QuietAlsa;
+use running::{own_streams, Capturing, Shared};
 use select::{
     common_config, config_at, default_host, device_name, input_ranges, no_device, pick_device, scan, seen, Found,
 };
@@ -67,22 +70,24 @@ const REPLAY_HINT: &str = ". Replay a recording with `callwatch monitor CALL.wav
 
 /// Stream errors logged per capture before going quiet (an ALSA device that
 /// keeps failing reports every period).
-const ERRORS_LOGGED: u64 = 10;
+pub(crate) const ERRORS_LOGGED: u64 = 10;
 
 /// Live capture from one stereo device or two input devices.
 pub struct DeviceSource {
     inputs: Vec<Input>,
     sample_rate: u32,
+    /// Set by the owner (a signal handler) to end the capture cleanly.
+    stop_on: Option<&'static AtomicBool>,
 }
 
 /// One device stream and where its channels go.
-struct Input {
+pub(crate) struct Input {
     device: cpal::Device,
-    label: String,
+    pub(crate) label: String,
     config: SupportedStreamConfig,
     /// (device channel, writer index) — writer indices count from 0 within
     /// this input's own writers, so each stream owns only its rings.
-    pick: Vec<(usize, usize)>,
+    pub(crate) pick: Vec<(usize, usize)>,
 }
 
 impl DeviceSource {
@@ -94,8 +99,9 @@ impl DeviceSource {
     /// Two devices run at one sample rate that both support (16 kHz, else
     /// 48 kHz, else the agent's default): the front end resamples each
     /// channel from the one source rate. A stereo device runs at its default
-    /// configuration.
-    pub fn open(agent: Option<&str>, customer: Option<&str>) -> Result<Self> {
+    /// configuration. `rate` asks for that sample rate instead (an error if
+    /// a device cannot capture at it).
+    pub fn open(agent: Option<&str>, customer: Option<&str>, rate: Option<u32>) -> Result<Self> {
         let _quiet = QuietAlsa::new();
         let host = default_host()?;
         // A host that cannot list its devices may still open its default.
@@ -134,8 +140,10 @@ impl DeviceSource {
                         seen(&found)
                     );
                 }
-                let config = config_at(&agent_ranges, &agent_default, agent_default.sample_rate(), 2)
-                    .ok_or_else(|| anyhow!("{agent_label}: no stereo input in f32, i16, u16 or i32 samples"))?;
+                let wanted = rate.unwrap_or(agent_default.sample_rate());
+                let config = config_at(&agent_ranges, &agent_default, wanted, 2).ok_or_else(|| {
+                    anyhow!("{agent_label}: no stereo input at {wanted} Hz in f32, i16, u16 or i32 samples")
+                })?;
                 tracing::info!(device = %agent_label, ?config, "capturing agent (left) and customer (right)");
                 vec![Input {
                     device: agent_device,
@@ -153,15 +161,20 @@ impl DeviceSource {
                     .default_input_config()
                     .map_err(|e| anyhow!("cannot use {customer_label} for input: {e}"))?;
                 let customer_ranges = input_ranges(&customer_device);
-                let (a, c) = common_config((&agent_ranges, &agent_default), (&customer_ranges, &customer_default))
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "{agent_label} and {customer_label} have no sample rate in common (tried {}, {} and {} Hz)",
-                            PREFERRED_RATES[0],
-                            PREFERRED_RATES[1],
-                            agent_default.sample_rate()
-                        )
-                    })?;
+                let (a, c) = common_config(
+                    (&agent_ranges, &agent_default),
+                    (&customer_ranges, &customer_default),
+                    rate,
+                )
+                .ok_or_else(|| match rate {
+                    Some(rate) => anyhow!("{agent_label} and {customer_label} cannot both capture at {rate} Hz"),
+                    None => anyhow!(
+                        "{agent_label} and {customer_label} have no sample rate in common (tried {}, {} and {} Hz)",
+                        PREFERRED_RATES[0],
+                        PREFERRED_RATES[1],
+                        agent_default.sample_rate()
+                    ),
+                })?;
                 tracing::info!(agent = %agent_label, customer = %customer_label, rate = a.sample_rate(), "capturing");
                 vec![
                     Input {
@@ -180,7 +193,19 @@ impl DeviceSource {
             }
         };
         let sample_rate = inputs[0].config.sample_rate();
-        Ok(Self { inputs, sample_rate })
+        Ok(Self {
+            inputs,
+            sample_rate,
+            stop_on: None,
+        })
+    }
+
+    /// Ends the capture cleanly (as a stop, not a failure) once `flag` is
+    /// set — e.g. by a SIGINT handler, which may only store to an atomic.
+    /// The capture thread looks at it every 20 ms.
+    pub fn stop_on(mut self, flag: &'static AtomicBool) -> Self {
+        self.stop_on = Some(flag);
+        self
     }
 }
 
@@ -193,9 +218,10 @@ impl AudioSource for DeviceSource {
     }
 
     /// Builds and starts the streams on a dedicated thread that owns them
-    /// (`cpal::Stream` is not `Send` on every platform) and parks until the
-    /// capture is stopped or a device fails; dropping the streams drops the
-    /// callbacks and with them the writers, which closes the rings.
+    /// (`cpal::Stream` is not `Send` on every platform) and watches them
+    /// until the capture is stopped or a device fails (`running.rs`);
+    /// dropping the streams drops the callbacks and with them the writers,
+    /// which closes the rings.
     fn start(self: Box<Self>, writers: Vec<RingWriter>) -> Result<Box<dyn Running>> {
         let wanted: usize = self.inputs.iter().map(|i| i.pick.len()).sum();
         if writers.len() != wanted {
@@ -204,10 +230,11 @@ impl AudioSource for DeviceSource {
         let shared = Arc::new(Shared::default());
         let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<()>>(1);
         let inputs = self.inputs;
+        let stop_on = self.stop_on;
         let thread_shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("capture".into())
-            .spawn(move || own_streams(inputs, writers, &thread_shared, &ready_tx))
+            .spawn(move || own_streams(inputs, writers, &thread_shared, stop_on, &ready_tx))
             .context("cannot start the capture thread")?;
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(Box::new(Capturing {
@@ -226,124 +253,19 @@ impl AudioSource for DeviceSource {
     }
 }
 
-/// State shared by the capture thread, the error callbacks and [`Capturing`].
-#[derive(Default)]
-struct Shared {
-    stop: AtomicBool,
-    /// Stream errors reported by the backends (xruns included).
-    errors: AtomicU64,
-    /// The first error that ended a stream, with its input's index.
-    fatal: OnceLock<(usize, cpal::Error)>,
-}
-
-/// Body of the capture thread: open, report readiness, park, tear down.
-fn own_streams(
-    inputs: Vec<Input>,
+pub(crate) fn build_stream(
+    input: &Input,
+    index: usize,
     writers: Vec<RingWriter>,
     shared: &Arc<Shared>,
-    ready: &mpsc::SyncSender<Result<()>>,
-) -> Result<()> {
-    let opened = {
-        let _quiet = QuietAlsa::new();
-        let mut writers = writers.into_iter();
-        inputs
-            .iter()
-            .enumerate()
-            .map(|(index, input)| {
-                // Each stream gets only its own rings: one producer per ring.
-                let own: Vec<RingWriter> = writers.by_ref().take(input.pick.len()).collect();
-                let stream = build_stream(input, own, error_callback(index, &input.label, shared.clone()))?;
-                stream
-                    .play()
-                    .with_context(|| format!("cannot start capture on {}", input.label))?;
-                Ok(stream)
-            })
-            .collect::<Result<Vec<cpal::Stream>>>()
-    };
-    let streams = match opened {
-        Ok(streams) => streams,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return Ok(());
-        }
-    };
-    let _ = ready.send(Ok(()));
-    while !shared.stop.load(Ordering::Acquire) && shared.fatal.get().is_none() {
-        std::thread::park();
-    }
-    drop(streams);
-    let errors = shared.errors.load(Ordering::Relaxed);
-    if errors > 0 {
-        tracing::info!(errors, "capture stopped after stream errors");
-    }
-    match shared.fatal.get() {
-        Some((index, e)) => Err(anyhow!("audio device {} stopped: {e}", inputs[*index].label)),
-        None => Ok(()),
-    }
-}
-
-/// The error callback runs on the backend's thread, but outside the data
-/// path: it counts, logs the first few, and on an error that ends the stream
-/// records it and wakes the capture thread, which stops the whole capture.
-fn error_callback(index: usize, label: &str, shared: Arc<Shared>) -> impl FnMut(cpal::Error) + Send + 'static {
-    let label = label.to_owned();
-    let owner = std::thread::current();
-    move |err: cpal::Error| {
-        let count = shared.errors.fetch_add(1, Ordering::Relaxed) + 1;
-        if count <= ERRORS_LOGGED {
-            tracing::warn!(device = %label, count, "audio stream error: {err}");
-        }
-        if ends_stream(err.kind()) {
-            let _ = shared.fatal.set((index, err));
-            owner.unpark();
-        }
-    }
-}
-
-fn ends_stream(kind: cpal::ErrorKind) -> bool {
-    use cpal::ErrorKind::*;
-    matches!(
-        kind,
-        DeviceNotAvailable | HostUnavailable | StreamInvalidated | PermissionDenied
-    )
-}
-
-/// The running capture. `wait` returns when it is stopped or a device fails.
-struct Capturing {
-    shared: Arc<Shared>,
-    thread: Option<JoinHandle<Result<()>>>,
-}
-
-impl Running for Capturing {
-    fn wait(mut self: Box<Self>) -> Result<()> {
-        match self.thread.take().map(JoinHandle::join) {
-            Some(Ok(result)) => result,
-            Some(Err(_)) => Err(anyhow!("the capture thread panicked")),
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Capturing {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::Release);
-        if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
-            let _ = thread.join();
-        }
-    }
-}
-
-fn build_stream(
-    input: &Input,
-    writers: Vec<RingWriter>,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream> {
+    let pacer = Pacer::new(input.config.sample_rate(), index, shared.clone());
     match input.config.sample_format() {
-        SampleFormat::F32 => build::<f32>(input, writers, on_error),
-        SampleFormat::I16 => build::<i16>(input, writers, on_error),
-        SampleFormat::U16 => build::<u16>(input, writers, on_error),
-        SampleFormat::I32 => build::<i32>(input, writers, on_error),
+        SampleFormat::F32 => build::<f32>(input, writers, pacer, on_error),
+        SampleFormat::I16 => build::<i16>(input, writers, pacer, on_error),
+        SampleFormat::U16 => build::<u16>(input, writers, pacer, on_error),
+        SampleFormat::I32 => build::<i32>(input, writers, pacer, on_error),
         other => bail!("{}: sample format {other} is not supported", input.label),
     }
 }
@@ -351,6 +273,7 @@ fn build_stream(
 fn build<T>(
     input: &Input,
     mut writers: Vec<RingWriter>,
+    mut pacer: Pacer,
     on_error: impl FnMut(cpal::Error) + Send + 'static,
 ) -> Result<cpal::Stream>
 where
@@ -364,7 +287,11 @@ where
         .device
         .build_input_stream(
             input.config.config(),
-            move |data: &[T], _: &cpal::InputCallbackInfo| deliver(data, channels, &pick, &mut writers),
+            move |data: &[T], _: &cpal::InputCallbackInfo| {
+                if channels > 0 && pacer.admit(data.len() / channels) {
+                    deliver(data, channels, &pick, &mut writers);
+                }
+            },
             on_error,
             Some(OPEN_TIMEOUT),
         )
@@ -408,6 +335,7 @@ where
 mod tests {
     use super::*;
     use callwatch_core::buffer::ring;
+    use std::sync::atomic::Ordering;
 
     /// The capture path without a device: a thread plays the driver, calling
     /// `deliver` with interleaved stereo i16 blocks of varying size as a
@@ -531,7 +459,7 @@ mod tests {
     #[test]
     fn no_device_is_a_clear_error() {
         let devices = std::panic::catch_unwind(list_input_devices).expect("listing devices must not panic");
-        let opened = std::panic::catch_unwind(|| DeviceSource::open(None, None).map(|s| s.format()))
+        let opened = std::panic::catch_unwind(|| DeviceSource::open(None, None, None).map(|s| s.format()))
             .expect("opening devices must not panic");
         match (devices, opened) {
             (Ok(devices), Err(e)) if devices.is_empty() => {

@@ -183,19 +183,24 @@ pub(crate) fn config_at(
         .and_then(|r| r.try_with_sample_rate(rate))
 }
 
-/// Configurations for two devices at one rate: 16 kHz, 48 kHz, the agent's
-/// default, then the customer's default.
+/// Configurations for two devices at one rate: `wanted` if given (and only
+/// it), else 16 kHz, 48 kHz, the agent's default, then the customer's default.
 pub(crate) fn common_config(
     agent: (&[SupportedStreamConfigRange], &SupportedStreamConfig),
     customer: (&[SupportedStreamConfigRange], &SupportedStreamConfig),
+    wanted: Option<u32>,
 ) -> Option<(SupportedStreamConfig, SupportedStreamConfig)> {
-    let rates = [
+    let preferred = [
         PREFERRED_RATES[0],
         PREFERRED_RATES[1],
         agent.1.sample_rate(),
         customer.1.sample_rate(),
     ];
-    rates.into_iter().find_map(|rate| {
+    let rates = match wanted {
+        Some(rate) => &[rate][..],
+        None => &preferred[..],
+    };
+    rates.iter().find_map(|&rate| {
         Some((
             config_at(agent.0, agent.1, rate, 1)?,
             config_at(customer.0, customer.1, rate, 1)?,
@@ -242,16 +247,20 @@ mod tests {
             range(2, 44_100, 48_000, SampleFormat::I24),
         ];
         let monitor_default = default(2, 44_100, SampleFormat::I16);
-        let (a, c) = common_config((&headset, &headset_default), (&monitor, &monitor_default)).unwrap();
+        let (a, c) = common_config((&headset, &headset_default), (&monitor, &monitor_default), None).unwrap();
         assert_eq!((a.sample_rate(), c.sample_rate()), (48_000, 48_000));
         assert_eq!((c.channels(), c.sample_format()), (2, SampleFormat::I16));
         // Both take 16 kHz: chosen first.
-        let (a, _) = common_config((&headset, &headset_default), (&headset, &headset_default)).unwrap();
+        let (a, _) = common_config((&headset, &headset_default), (&headset, &headset_default), None).unwrap();
         assert_eq!(a.sample_rate(), 16_000);
+        // A rate asked for is the only one tried.
+        let (a, c) = common_config((&headset, &headset_default), (&monitor, &monitor_default), Some(44_100)).unwrap();
+        assert_eq!((a.sample_rate(), c.sample_rate()), (44_100, 44_100));
+        assert!(common_config((&headset, &headset_default), (&monitor, &monitor_default), Some(8_000)).is_none());
         // Only an unhandled format at the only shared rate: no configuration.
         let odd = [range(2, 22_050, 22_050, SampleFormat::I24)];
         let odd_default = default(2, 22_050, SampleFormat::I24);
-        assert!(common_config((&headset, &headset_default), (&odd, &odd_default)).is_none());
+        assert!(common_config((&headset, &headset_default), (&odd, &odd_default), None).is_none());
         // A stereo device whose default format is unhandled falls back to a handled one.
         let stereo = config_at(&monitor, &default(2, 48_000, SampleFormat::I24), 48_000, 2).unwrap();
         assert_eq!(stereo.sample_format(), SampleFormat::I16);

@@ -93,8 +93,28 @@ pub struct Pool {
     workers: Vec<JoinHandle<()>>,
 }
 
+/// One clip to text, on a worker: whisper.cpp through a [`Transcriber`]
+/// (`super::Transcriber`). A trait so the pool's fault tests can make the
+/// real transcriber's first decode panic.
+trait Decode: Send + 'static {
+    fn decode_clip(&mut self, samples: &[f32]) -> Result<super::Hypothesis>;
+}
+
+impl Decode for super::Transcriber {
+    fn decode_clip(&mut self, samples: &[f32]) -> Result<super::Hypothesis> {
+        self.transcribe(samples)
+    }
+}
+
 impl Pool {
     pub fn new(model: &Model, cfg: PoolConfig) -> Result<Self> {
+        let decoders = (0..cfg.workers.max(1))
+            .map(|_| model.transcriber(cfg.threads_per_worker))
+            .collect::<Result<Vec<_>>>()?;
+        Self::with_decoders(decoders, cfg)
+    }
+
+    fn with_decoders(decoders: Vec<impl Decode>, cfg: PoolConfig) -> Result<Self> {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             work: Condvar::new(),
@@ -102,13 +122,14 @@ impl Pool {
             cfg,
             stats: PoolStats::default(),
         });
-        let workers = (0..cfg.workers.max(1))
-            .map(|i| {
-                let mut transcriber = model.transcriber(cfg.threads_per_worker)?;
+        let workers = decoders
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut decoder)| {
                 let shared = shared.clone();
                 Ok(std::thread::Builder::new()
                     .name(format!("whisper-{i}"))
-                    .spawn(move || worker(&shared, &mut transcriber))?)
+                    .spawn(move || worker(&shared, &mut decoder))?)
             })
             .collect::<Result<_>>()?;
         Ok(Self { shared, workers })
@@ -159,7 +180,7 @@ impl Drop for Pool {
     }
 }
 
-fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
+fn worker(shared: &Shared, decoder: &mut impl Decode) {
     let partial_slots = shared.cfg.workers.saturating_sub(1).max(1);
     loop {
         let job = {
@@ -185,7 +206,7 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
         // A panic inside one decode must cost that clip, not the worker (and
         // with it every later call); each clip starts a fresh decode, as after
         // a failed one.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| transcriber.transcribe(&job.samples)))
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoder.decode_clip(&job.samples)))
             .unwrap_or_else(|payload| Err(anyhow::anyhow!("decode panicked: {}", panic_message(&*payload))));
         let took = started.elapsed();
         metrics::histogram!("callwatch_inference_seconds").record(took.as_secs_f64());
@@ -219,5 +240,82 @@ fn worker(shared: &Shared, transcriber: &mut super::Transcriber) {
             // A worker may be waiting for this partial slot.
             shared.work.notify_one();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use callwatch_core::audio::{read_wav, Channel};
+    use callwatch_core::events::CallSink;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// The real transcriber, whose first decode panics (as a bug inside
+    /// whisper-rs or our decode would).
+    struct PanicsOnce {
+        real: super::super::Transcriber,
+        panicked: bool,
+    }
+
+    impl Decode for PanicsOnce {
+        fn decode_clip(&mut self, samples: &[f32]) -> Result<super::super::Hypothesis> {
+            if !self.panicked {
+                self.panicked = true;
+                panic!("decode exploded");
+            }
+            self.real.decode_clip(samples)
+        }
+    }
+
+    /// A panicking decode costs its clip only: the final still goes out
+    /// (empty), and the same single worker decodes the next clip.
+    #[test]
+    fn a_panicking_decode_sends_an_empty_final_and_the_worker_lives_on() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = root.join(crate::model::DEFAULT_DIR);
+        crate::model::fetch(&dir).expect("fetching the Whisper model failed");
+        let model = Model::load(&crate::model::model_path(&dir, crate::model::ggml::FileType::Q8_0)).unwrap();
+        let cfg = PoolConfig {
+            workers: 1,
+            threads_per_worker: 2,
+            max_partials: 2,
+            max_finals: 4,
+        };
+        let real = model.transcriber(cfg.threads_per_worker).unwrap();
+        let pool = Pool::with_decoders(vec![PanicsOnce { real, panicked: false }], cfg).unwrap();
+        let jfk = read_wav(&root.join("tests/fixtures/jfk.wav")).unwrap();
+        let samples = jfk.channels[0].1.clone();
+        let (sink, events) = CallSink::new("fault", std::time::Instant::now());
+        for id in 0..2 {
+            sink.begin_final(Channel::Mono, id, 0.0);
+            pool.submit(Job {
+                sink: sink.clone(),
+                channel: Channel::Mono,
+                utterance_id: id,
+                revision: 0,
+                is_final: true,
+                start_s: 0.0,
+                end_s: 11.0,
+                samples: samples.clone(),
+            });
+        }
+        let mut finals = Vec::new();
+        while finals.len() < 2 {
+            match events
+                .recv_timeout(Duration::from_secs(120))
+                .expect("a final did not come")
+            {
+                callwatch_core::events::Event::Transcript(t) if t.is_final => finals.push(t),
+                _ => {}
+            }
+        }
+        finals.sort_by_key(|t| t.utterance_id);
+        assert_eq!(finals[0].text, "", "the panicked clip's final goes out empty");
+        let said =
+            "and so my fellow americans ask not what your country can do for you ask what you can do for your country";
+        let wer = callwatch_core::text::word_error_rate(said, &finals[1].text);
+        assert!(wer <= 0.15, "WER {wer:.2}: {}", finals[1].text);
+        assert_eq!(pool.stats().finals_done.load(Ordering::Relaxed), 2);
     }
 }

@@ -27,6 +27,13 @@ pub trait Running: Send {
     /// Blocks until the source has ended by itself (end of a recording).
     /// Live sources never end by themselves; they return when stopped.
     fn wait(self: Box<Self>) -> Result<()>;
+
+    /// Overruns the source's own driver reported (audio lost before it
+    /// reached the rings): a sound device's xruns. Read once the rings have
+    /// closed, it is the final count.
+    fn xruns(&self) -> u64 {
+        0
+    }
 }
 
 pub trait AudioSource {

@@ -234,6 +234,11 @@ impl Inlet {
         let mut rest = &self.scratch[..];
         while !rest.is_empty() {
             let n = ch.writer.vacant().min(rest.len());
+            if n == 0 && ch.writer.reader_gone() {
+                // The call's front end has gone (it ended or died): no room
+                // will come, and the session reports why.
+                return Ok(());
+            }
             if n == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
@@ -308,6 +313,25 @@ mod tests {
         reader.read_into(&mut got);
         assert_eq!(got.len(), 480);
         assert!(got[160..320].iter().all(|&s| s == 0.0) && got[320] > 0.9);
+    }
+
+    /// A full ring whose reader has gone (the call's front end ended or
+    /// died) does not hold the adapter forever: the push returns.
+    #[tokio::test]
+    async fn a_push_does_not_wait_for_a_reader_that_is_gone() {
+        let format = SourceFormat {
+            sample_rate: 8000,
+            channels: vec![crate::audio::Channel::Agent],
+        };
+        let (source, pending) = network_source(format, Encoding::MuLaw);
+        let (writer, reader) = crate::buffer::ring(160);
+        let _running = Box::new(source).start(vec![writer]).unwrap();
+        let mut inlet = pending.open().await.unwrap();
+        let packet = [0x80u8; 160];
+        inlet.push(0, 0, &packet).await.unwrap(); // fills the ring
+        drop(reader);
+        let pushed = tokio::time::timeout(Duration::from_secs(5), inlet.push(0, 1, &packet)).await;
+        assert!(matches!(pushed, Ok(Ok(()))), "the push kept waiting for room");
     }
 
     /// A float stream with NaN, inf and 1e6 reaches the ring as silence and

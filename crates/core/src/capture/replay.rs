@@ -56,6 +56,11 @@ impl AudioSource for Replay {
                     }
                     Pace::Fast => {
                         while writers.iter().any(|w| w.vacant() < end - pos) {
+                            // No room will ever come from a front end that
+                            // has gone (ended or died): stop instead of waiting.
+                            if writers.iter().any(RingWriter::reader_gone) {
+                                return;
+                            }
                             std::thread::sleep(Duration::from_millis(1));
                         }
                     }
@@ -78,5 +83,36 @@ struct ReplayRunning {
 impl Running for ReplayRunning {
     fn wait(self: Box<Self>) -> Result<()> {
         self.thread.join().map_err(|_| anyhow!("the replay thread panicked"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audio::Channel;
+    use crate::buffer::ring;
+
+    /// A fast replay into a ring whose reader has gone stops instead of
+    /// waiting forever for room.
+    #[test]
+    fn fast_replay_stops_when_its_reader_is_gone() {
+        let recording = Recording {
+            sample_rate: 16_000,
+            channels: vec![(Channel::Mono, vec![0.1; 16_000 * 10])],
+            repairs: Default::default(),
+        };
+        let (writer, reader) = ring(1_000);
+        let running = Box::new(Replay::new(recording, Pace::Fast))
+            .start(vec![writer])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        drop(reader);
+        let (done_tx, done) = std::sync::mpsc::channel();
+        std::thread::spawn(move || done_tx.send(running.wait().is_ok()));
+        assert_eq!(
+            done.recv_timeout(Duration::from_secs(5)),
+            Ok(true),
+            "the replay kept waiting for room"
+        );
     }
 }
