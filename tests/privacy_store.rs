@@ -50,7 +50,7 @@ async fn audit_log(c: &callwatch_client::Connection) -> Result<Vec<pb::AuditEven
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
+async fn reads_watches_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = service::config(data.path());
     cfg.auth.tokens.push(TokenEntry {
@@ -69,6 +69,13 @@ async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
         .await
         .expect("the hashed token is accepted");
     assert!(!record.transcript.is_empty());
+    let mut watch = hashed.supervisor().await.unwrap();
+    let req = pb::WatchCallRequest {
+        call_id: "audited-1".into(),
+    };
+    let mut updates = watch.watch_call(req).await.expect("watched").into_inner();
+    // An ended call: its snapshot, then the stream ends.
+    while updates.message().await.expect("the snapshot streams").is_some() {}
     let bad = conn(&server, "not-a-configured-token");
     assert_eq!(
         code(
@@ -96,7 +103,7 @@ async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
         let rows = audit_log(&conn(&server, ADMIN))
             .await
             .expect("an admin reads the audit log");
-        if rows.len() >= 3 || Instant::now() > deadline {
+        if rows.len() >= 4 || Instant::now() > deadline {
             break rows;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -112,6 +119,7 @@ async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
             ("get_call", "Robin", "supervisor:billing", "audited-1"),
             ("refused_token", "", "", ""),
             ("reload_rules", "root", "admin", ""),
+            ("watch_call", "Robin", "supervisor:billing", "audited-1"),
         ]
     );
     for row in &rows {
@@ -129,7 +137,7 @@ async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
         .iter()
         .any(|r| r.action == "reload_rules" && r.detail.starts_with("loaded ")));
 
-    // `callwatch audit` prints the call's row.
+    // `callwatch audit` prints the call's rows, oldest first.
     let server_url = format!("http://{}", server.addr);
     let out = tokio::task::spawn_blocking(move || {
         common::callwatch()
@@ -155,11 +163,11 @@ async fn reads_reloads_and_refused_tokens_leave_one_row_each_for_admins_only() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 1, "{lines:?}");
-    assert_eq!(
-        (lines[0]["action"].as_str(), lines[0]["actor"].as_str()),
-        (Some("get_call"), Some("Robin"))
-    );
+    let printed: Vec<(&str, &str)> = lines
+        .iter()
+        .map(|l| (l["action"].as_str().unwrap(), l["actor"].as_str().unwrap()))
+        .collect();
+    assert_eq!(printed, [("get_call", "Robin"), ("watch_call", "Robin")]);
     server.stop().await.unwrap();
 }
 

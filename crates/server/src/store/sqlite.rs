@@ -434,9 +434,10 @@ impl CallStore for Sqlite {
 }
 
 /// Creates the store file readable by its owner only, or makes an
-/// existing one so (SQLite gives its `-wal` and `-shm` files this mode).
+/// existing one (and the `-wal` and `-shm` files an earlier run left) so.
+/// SQLite gives new `-wal` and `-shm` files the database's mode.
 fn create_private(path: &Path) -> Result<()> {
-    let private = std::fs::Permissions::from_mode(0o600);
+    let private = || std::fs::Permissions::from_mode(0o600);
     let created = match std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -444,10 +445,21 @@ fn create_private(path: &Path) -> Result<()> {
         .open(path)
     {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::set_permissions(path, private),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::set_permissions(path, private()),
         Err(e) => Err(e),
     };
-    created.with_context(|| format!("{}: cannot create the store file", path.display()))
+    created.with_context(|| format!("{}: cannot create the store file", path.display()))?;
+    for suffix in ["-wal", "-shm"] {
+        let mut side = path.as_os_str().to_owned();
+        side.push(suffix);
+        match std::fs::set_permissions(&side, private()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("{}: cannot make it private", Path::new(&side).display()))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 const AUDIT_COLUMNS: &str = "SELECT seq, at_ms, actor, role, action, call_id, peer, detail FROM audit";
@@ -569,12 +581,23 @@ mod tests {
 
     #[test]
     fn the_files_are_private_to_the_owner() {
+        let names = ["callwatch.sqlite3", "callwatch.sqlite3-wal", "callwatch.sqlite3-shm"];
+        let modes = |dir: &Path| -> Vec<u32> {
+            names
+                .iter()
+                .map(|n| std::fs::metadata(dir.join(n)).unwrap().permissions().mode() & 0o777)
+                .collect()
+        };
         let (store, dir) = fresh();
         ended_call(&store, "c1", 10_000, "hello");
-        for name in ["callwatch.sqlite3", "callwatch.sqlite3-wal", "callwatch.sqlite3-shm"] {
-            let mode = std::fs::metadata(dir.path().join(name)).unwrap().permissions().mode();
-            assert_eq!(mode & 0o777, 0o600, "{name}: {mode:o}");
+        assert_eq!(modes(dir.path()), [0o600; 3]);
+        // Files an older build left readable are made private on open.
+        for n in names {
+            std::fs::set_permissions(dir.path().join(n), std::fs::Permissions::from_mode(0o644)).unwrap();
         }
+        let again = Sqlite::open(dir.path()).unwrap();
+        assert_eq!(modes(dir.path()), [0o600; 3]);
+        drop((store, again));
     }
 
     #[test]
