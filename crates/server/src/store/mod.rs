@@ -8,6 +8,7 @@
 //! kept once per utterance, and a feed event once per (call, kind, alert)
 //! — see [`once_key`].
 
+mod file;
 pub mod sqlite;
 
 #[cfg(test)]

@@ -16,22 +16,19 @@
 //! utterance_id)` and `feed_once` (see [`super::once_key`]). `audit` is
 //! the append-only audit log (a trigger refuses updates).
 //!
-//! Privacy: the files (database, `-wal`, `-shm`) are created readable by
-//! the owner only (0600; SQLite gives the WAL and shm files the database's
-//! mode); `secure_delete` overwrites deleted rows, and a purge checkpoints
-//! and truncates the WAL, so purged text is gone from the files. With a
-//! key the store is SQLCipher-encrypted (pages, WAL included); without one
-//! it is plain SQLite.
+//! Privacy: the file is private to its owner and, with a key,
+//! SQLCipher-encrypted (pages and WAL; see `file.rs`); `secure_delete`
+//! overwrites deleted rows, and a purge checkpoints and truncates the WAL,
+//! so purged text is gone from the files, not only from the indexes.
 
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::Path;
 use std::sync::Mutex;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{once_key, AckError, Appended, AuditQuery, CallStore, Purged};
+use super::{file, once_key, AckError, Appended, AuditQuery, CallStore, Purged};
 use crate::cursor::{Cursor, FeedEntry};
 use crate::filter::Meta;
 use crate::pb;
@@ -110,31 +107,7 @@ impl Sqlite {
     pub fn open_keyed(dir: &Path, key: Option<&str>) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the data directory", dir.display()))?;
         let path = dir.join("callwatch.sqlite3");
-        create_private(&path)?;
-        let conn = Connection::open(&path).with_context(|| format!("{}: cannot open the store", path.display()))?;
-        let cipher: Option<String> = conn.query_row("PRAGMA cipher_version", [], |r| r.get(0)).optional()?;
-        if cipher.is_some() {
-            // SQLCipher would also print a failed decryption to stderr; the
-            // error below says it in one line.
-            conn.query_row("PRAGMA cipher_log_level = NONE", [], |_| Ok(()))
-                .optional()?;
-        }
-        if let Some(key) = key {
-            // Without SQLCipher `PRAGMA key` is silently ignored: the store
-            // would be written in clear.
-            if cipher.is_none() {
-                bail!("{}: this build cannot encrypt the store (no SQLCipher)", path.display());
-            }
-            conn.pragma_update(None, "key", key)?;
-        }
-        // The first read of a page: SQLCipher finds a wrong key here.
-        conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-            .with_context(|| {
-                format!(
-                    "store {} cannot be opened: wrong key or not a callwatch store",
-                    path.display()
-                )
-            })?;
+        let conn = file::open(&path, key)?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
         )
@@ -433,35 +406,6 @@ impl CallStore for Sqlite {
     }
 }
 
-/// Creates the store file readable by its owner only, or makes an
-/// existing one (and the `-wal` and `-shm` files an earlier run left) so.
-/// SQLite gives new `-wal` and `-shm` files the database's mode.
-fn create_private(path: &Path) -> Result<()> {
-    let private = || std::fs::Permissions::from_mode(0o600);
-    let created = match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => std::fs::set_permissions(path, private()),
-        Err(e) => Err(e),
-    };
-    created.with_context(|| format!("{}: cannot create the store file", path.display()))?;
-    for suffix in ["-wal", "-shm"] {
-        let mut side = path.as_os_str().to_owned();
-        side.push(suffix);
-        match std::fs::set_permissions(&side, private()) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(e).with_context(|| format!("{}: cannot make it private", Path::new(&side).display()))
-            }
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
 const AUDIT_COLUMNS: &str = "SELECT seq, at_ms, actor, role, action, call_id, peer, detail FROM audit";
 
 const CALL_COLUMNS: &str =
@@ -497,10 +441,10 @@ fn decode_call((info, card): CallRow) -> Result<(pb::CallInfo, Option<pb::Scorec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fresh() -> (Sqlite, tempfile::TempDir) {
+    pub(crate) fn fresh() -> (Sqlite, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (Sqlite::open(dir.path()).unwrap(), dir)
     }
@@ -524,17 +468,17 @@ mod tests {
     }
 
     /// The store's files as bytes: the database and its WAL.
-    fn file_bytes(dir: &Path) -> Vec<u8> {
+    pub(crate) fn file_bytes(dir: &Path) -> Vec<u8> {
         let mut bytes = std::fs::read(dir.join("callwatch.sqlite3")).unwrap();
         bytes.extend(std::fs::read(dir.join("callwatch.sqlite3-wal")).unwrap_or_default());
         bytes
     }
 
-    fn contains(haystack: &[u8], needle: &str) -> bool {
+    pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
         haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
     }
 
-    fn ended_call(store: &Sqlite, id: &str, ended_ms: i64, text: &str) {
+    pub(crate) fn ended_call(store: &Sqlite, id: &str, ended_ms: i64, text: &str) {
         let info = pb::CallInfo {
             call_id: id.into(),
             state: pb::CallState::Live as i32,
@@ -580,27 +524,6 @@ mod tests {
     }
 
     #[test]
-    fn the_files_are_private_to_the_owner() {
-        let names = ["callwatch.sqlite3", "callwatch.sqlite3-wal", "callwatch.sqlite3-shm"];
-        let modes = |dir: &Path| -> Vec<u32> {
-            names
-                .iter()
-                .map(|n| std::fs::metadata(dir.join(n)).unwrap().permissions().mode() & 0o777)
-                .collect()
-        };
-        let (store, dir) = fresh();
-        ended_call(&store, "c1", 10_000, "hello");
-        assert_eq!(modes(dir.path()), [0o600; 3]);
-        // Files an older build left readable are made private on open.
-        for n in names {
-            std::fs::set_permissions(dir.path().join(n), std::fs::Permissions::from_mode(0o644)).unwrap();
-        }
-        let again = Sqlite::open(dir.path()).unwrap();
-        assert_eq!(modes(dir.path()), [0o600; 3]);
-        drop((store, again));
-    }
-
-    #[test]
     fn the_audit_log_refuses_updates() {
         let (store, _dir) = fresh();
         store.audit(&pb::AuditEvent::default()).unwrap();
@@ -609,38 +532,5 @@ mod tests {
             .execute("UPDATE audit SET actor = 'someone else'", [])
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
-    }
-
-    #[test]
-    fn an_encrypted_store_opens_only_with_its_key_and_shows_no_plaintext() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Sqlite::open_keyed(dir.path(), Some("correct horse")).unwrap();
-        ended_call(&store, "c1", 10_000, "marmalade hippopotamus");
-        assert!(
-            !contains(&file_bytes(dir.path()), "marmalade"),
-            "plaintext in the encrypted files"
-        );
-        drop(store);
-        assert!(!contains(&file_bytes(dir.path()), "marmalade"));
-        let reopened = Sqlite::open_keyed(dir.path(), Some("correct horse")).unwrap();
-        let record = reopened.record("c1").unwrap().unwrap();
-        assert_eq!(record.transcript[0].text, "marmalade hippopotamus");
-        drop(reopened);
-        for key in [Some("wrong horse"), None] {
-            let err = format!("{:#}", Sqlite::open_keyed(dir.path(), key).err().expect("refused"));
-            assert!(
-                err.contains("cannot be opened: wrong key or not a callwatch store"),
-                "{err}"
-            );
-        }
-        let plain = tempfile::tempdir().unwrap();
-        drop(Sqlite::open(plain.path()).unwrap());
-        let err = format!(
-            "{:#}",
-            Sqlite::open_keyed(plain.path(), Some("k")).err().expect("refused")
-        );
-        assert!(err.contains("wrong key or not a callwatch store"), "{err}");
-        // A refused open changed nothing: the right key still opens it.
-        assert!(Sqlite::open_keyed(dir.path(), Some("correct horse")).is_ok());
     }
 }
