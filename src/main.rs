@@ -200,6 +200,23 @@ fn run(cli: Cli) -> Result<()> {
             ))?;
             Ok(())
         }
+        Command::Audit {
+            server,
+            call_id,
+            actor,
+            json,
+        } => {
+            let filter = callwatch_proto::pb::ListAuditEventsRequest {
+                call_id: call_id.unwrap_or_default(),
+                actor: actor.unwrap_or_default(),
+                ..Default::default()
+            };
+            let events = runtime()?.block_on(callwatch_client::audit::audit_events(&server.connection(), filter))?;
+            for event in &events {
+                println!("{}", callwatch_client::audit::show_audit_event(event, json));
+            }
+            Ok(())
+        }
         Command::Rules {
             command: RulesCommand::Check { rules },
         } => {

@@ -68,6 +68,7 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
     };
     let token = |token: &str, role: &str| TokenEntry {
         token: token.into(),
+        token_sha256: None,
         role: role.into(),
         name: None,
     };

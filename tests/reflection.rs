@@ -28,6 +28,7 @@ async fn start(data: &std::path::Path) -> (Server, tonic::transport::Channel) {
     };
     cfg.auth.tokens = vec![TokenEntry {
         token: "token-admin".into(),
+        token_sha256: None,
         role: "admin".into(),
         name: None,
     }];

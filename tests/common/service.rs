@@ -25,6 +25,7 @@ pub const ADMIN: &str = "token-admin";
 pub fn config(data: &Path) -> ServeConfig {
     let token = |token: &str, role: &str, name: &str| TokenEntry {
         token: token.into(),
+        token_sha256: None,
         role: role.into(),
         name: Some(name.into()),
     };

@@ -1,6 +1,9 @@
 //! The clients in the binary: `callwatch softphone` streams a recording as a
 //! softphone would, `callwatch watch` follows the supervisor's alert feed.
-//! Both speak only the public API, as any integrator would.
+//! Both speak only the public API, as any integrator would; so does
+//! `callwatch audit` ([`audit`]).
+
+pub mod audit;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

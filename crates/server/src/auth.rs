@@ -9,11 +9,12 @@
 //! unknown token) and attaches the [`Identity`]; each RPC then checks that
 //! the identity may do what it asks (PERMISSION_DENIED).
 
-use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
 
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -114,6 +115,13 @@ impl Identity {
         }
     }
 
+    pub fn may_read_audit(&self) -> Result<(), Status> {
+        match self.role {
+            Role::Admin => Ok(()),
+            _ => Err(self.denied("read the audit log")),
+        }
+    }
+
     fn denied(&self, what: &str) -> Status {
         Status::permission_denied(format!("{} ({}) may not {what}", self.name, self.role))
     }
@@ -127,13 +135,50 @@ pub fn identity<T>(req: &Request<T>) -> Result<Identity, Status> {
         .ok_or_else(|| Status::unauthenticated("no credentials"))
 }
 
-/// Token → identity, from the config.
+/// A token's SHA-256: what [`Tokens`] keeps and compares.
+pub type Digest = [u8; 32];
+
+pub fn sha256(token: &str) -> Digest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// A `token_sha256` from the config: 64 hex digits.
+pub fn parse_sha256(hex: &str) -> Result<Digest, String> {
+    let hex = hex.trim();
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(format!(
+            "expected 64 hex digits (`sha256sum` of the token), got {:?}",
+            hex
+        ));
+    }
+    let mut digest = [0; 32];
+    for (byte, pair) in digest.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        *byte = u8::from_str_radix(std::str::from_utf8(pair).expect("ASCII"), 16).expect("hex digits");
+    }
+    Ok(digest)
+}
+
+/// Token digests → identities, from the config. Tokens are kept and
+/// compared only as SHA-256 digests, every entry each time and in constant
+/// time: how long a refusal takes says nothing about how close a guess was.
 #[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<HashMap<String, Identity>>);
+pub struct Tokens(Arc<Vec<(Digest, Identity)>>);
 
 impl Tokens {
-    pub fn new(tokens: impl IntoIterator<Item = (String, Identity)>) -> Self {
+    pub fn new(tokens: impl IntoIterator<Item = (Digest, Identity)>) -> Self {
         Self(Arc::new(tokens.into_iter().collect()))
+    }
+
+    /// The identity of `token`, if the config lists it.
+    pub fn find(&self, token: &str) -> Option<Identity> {
+        let presented = sha256(token);
+        let mut found = None;
+        for (digest, identity) in self.0.iter() {
+            if bool::from(digest.ct_eq(&presented)) {
+                found = Some(identity);
+            }
+        }
+        found.cloned()
     }
 
     /// The interceptor: `authorization: Bearer <token>`.
@@ -149,9 +194,7 @@ impl Tokens {
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("the authorization metadata must be \"Bearer <token>\""))?;
         let identity = self
-            .0
-            .get(token.trim())
-            .cloned()
+            .find(token.trim())
             .ok_or_else(|| Status::unauthenticated("unknown token"))?;
         req.extensions_mut().insert(identity);
         Ok(req)
@@ -183,7 +226,7 @@ mod tests {
         let agent = who("agent:a7");
         assert!(agent.may_stream_as("a7").is_ok());
         assert!(agent.may_stream_as("a8").is_err());
-        assert!(agent.teams_for("").is_err() && agent.may_administer().is_err());
+        assert!(agent.teams_for("").is_err() && agent.may_administer().is_err() && agent.may_read_audit().is_err());
 
         let sup = who("supervisor:billing");
         assert_eq!(sup.teams_for("").unwrap(), Some("billing".into()));
@@ -193,12 +236,35 @@ mod tests {
         );
         assert!(sup.may_supervise("billing").is_ok() && sup.may_supervise("sales").is_err());
         assert!(sup.may_stream_as("a7").is_err() && sup.may_administer().is_err());
+        assert_eq!(sup.may_read_audit().unwrap_err().code(), tonic::Code::PermissionDenied);
 
         let all = who("supervisor:*");
         assert_eq!(all.teams_for("").unwrap(), None);
         assert_eq!(all.teams_for("sales").unwrap(), Some("sales".into()));
 
         let admin = who("admin");
-        assert!(admin.may_administer().is_ok() && admin.may_stream_as("a7").is_ok());
+        assert!(admin.may_administer().is_ok() && admin.may_stream_as("a7").is_ok() && admin.may_read_audit().is_ok());
+    }
+
+    #[test]
+    fn tokens_are_found_by_digest_plain_or_hashed() {
+        let digest = "2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b"; // sha256("secret")
+        assert_eq!(parse_sha256(digest).unwrap(), sha256("secret"));
+        assert_eq!(parse_sha256(&digest.to_uppercase()).unwrap(), sha256("secret"));
+        let tokens = Tokens::new([
+            (parse_sha256(digest).unwrap(), who("admin")),
+            (sha256("other-token"), who("agent:a7")),
+        ]);
+        assert_eq!(tokens.find("secret").unwrap().role, Role::Admin);
+        assert_eq!(tokens.find("other-token").unwrap().role, Role::Agent("a7".into()));
+        assert!(tokens.find("secreT").is_none() && tokens.find("").is_none());
+        assert!(tokens.find(digest).is_none(), "the digest is not the token");
+    }
+
+    #[test]
+    fn bad_digests_are_named() {
+        for bad in ["", "abc", &"g".repeat(64), &"a".repeat(63), &"a".repeat(65)] {
+            assert!(parse_sha256(bad).unwrap_err().contains("64 hex digits"), "{bad}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{Identity, Role, Tokens};
+use crate::auth::{self, Identity, Role, Tokens};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +36,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
     pub auth: Auth,
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub privacy: Privacy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -69,11 +73,58 @@ pub struct Auth {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEntry {
+    /// The token itself; empty when `token_sha256` is given instead.
+    #[serde(default)]
     pub token: String,
+    /// The token's SHA-256, 64 hex digits: the config then holds no secret.
+    #[serde(default)]
+    pub token_sha256: Option<String>,
     /// `agent:<id>`, `supervisor:<team>`, `supervisor:*` or `admin`.
     pub role: String,
     /// Shown as who acknowledged an alert [default: the role].
     pub name: Option<String>,
+}
+
+/// `[store]`: encryption at rest (SQLCipher). Unencrypted when neither
+/// key source is given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// A file holding the store's passphrase (trailing newline ignored).
+    pub key_file: Option<PathBuf>,
+    /// The name of an environment variable holding the passphrase.
+    pub key_env: Option<String>,
+}
+
+impl StoreConfig {
+    /// The passphrase, read now from where the config names (never kept in
+    /// the config itself), or `None` for an unencrypted store.
+    pub fn key(&self) -> Result<Option<String>> {
+        let key = match (&self.key_file, &self.key_env) {
+            (Some(_), Some(_)) => bail!("bad configuration: store.key_file and store.key_env: give one, not both"),
+            (None, None) => return Ok(None),
+            (Some(file), None) => std::fs::read_to_string(file)
+                .with_context(|| format!("bad configuration: store.key_file: cannot read {}", file.display()))?,
+            (None, Some(var)) => std::env::var(var).map_err(|_| {
+                anyhow::anyhow!("bad configuration: store.key_env: the environment variable {var} is not set")
+            })?,
+        };
+        let key = key.trim_end_matches(['\n', '\r']).to_owned();
+        if key.is_empty() {
+            bail!("bad configuration: the store key is empty");
+        }
+        Ok(Some(key))
+    }
+}
+
+/// `[privacy]`: what the server keeps, and for how long.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// Calls (with their transcripts, alerts, claims and scorecards) and
+    /// audit rows older than this many days are purged; kept forever when
+    /// absent.
+    pub retention_days: Option<u32>,
 }
 
 impl Default for ServeConfig {
@@ -94,6 +145,8 @@ impl Default for ServeConfig {
             },
             tls: None,
             auth: Auth::default(),
+            store: StoreConfig::default(),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -106,7 +159,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 11] = [
+const SETTINGS: [&str; 13] = [
     "listen",
     "data",
     "metrics_listen",
@@ -118,6 +171,8 @@ const SETTINGS: [&str; 11] = [
     "limits",
     "tls",
     "auth",
+    "store",
+    "privacy",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -160,6 +215,10 @@ impl ServeConfig {
             bail!("bad configuration: no [[auth.tokens]]: every request would be refused; add tables with `token` and `role`");
         }
         self.tokens()?;
+        self.store.key()?;
+        if self.privacy.retention_days == Some(0) {
+            bail!("bad configuration: privacy.retention_days must be ≥ 1 (leave it out to keep calls forever)");
+        }
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }
@@ -188,14 +247,19 @@ impl ServeConfig {
                 .parse()
                 .map_err(|e: String| anyhow::anyhow!(e))
                 .with_context(at)?;
-            if t.token.len() < 8 {
-                bail!("{}: a token must be at least 8 characters", at());
-            }
-            if !seen.insert(&t.token) {
+            let digest = match (t.token.is_empty(), &t.token_sha256) {
+                (false, Some(_)) | (true, None) => bail!("{}: give exactly one of `token` and `token_sha256`", at()),
+                (true, Some(hex)) => {
+                    auth::parse_sha256(hex).map_err(|e| anyhow::anyhow!("{}: token_sha256: {e}", at()))?
+                }
+                (false, None) if t.token.len() < 8 => bail!("{}: a token must be at least 8 characters", at()),
+                (false, None) => auth::sha256(&t.token),
+            };
+            if !seen.insert(digest) {
                 bail!("{}: the same token is listed twice", at());
             }
             let name = t.name.clone().unwrap_or_else(|| role.to_string());
-            entries.push((t.token.clone(), Identity { name, role }));
+            entries.push((digest, Identity { name, role }));
         }
         Ok(Tokens::new(entries))
     }
@@ -230,6 +294,8 @@ mod tests {
         let example = ServeConfig::load(Some(&dir.join("callwatch.example.toml")), Overrides::default()).unwrap();
         assert_eq!(example.rules, None, "the example uses the built-in rulebook");
         assert_eq!(example.model, None, "the example finds the model on the search path");
+        let hashed = example.tokens().unwrap().find("change-me-supervisor-all");
+        assert_eq!(hashed.map(|i| i.name), Some("Pat".into()), "the example's hashed token");
         let demo = ServeConfig::load(Some(&dir.join("demo.toml")), Overrides::default()).unwrap();
         assert_eq!(demo.auth.tokens.len(), 3);
     }
@@ -249,5 +315,59 @@ mod tests {
         assert!(err("[[auth.tokens]]\ntoken = \"long-enough\"\nrole = \"boss\"\n").contains("auth.tokens[0]"));
         assert!(err("[[auth.tokens]]\ntoken = \"x\"\nrole = \"admin\"\n").contains("at least 8"));
         assert!(err(&format!("[tls]\ncert = \"/nope.pem\"\nkey = \"/nope.key\"\n{TOKENS}")).contains("tls.cert"));
+        assert!(err(&format!("[privacy]\nretention_days = 0\n{TOKENS}")).contains("retention_days"));
+    }
+
+    #[test]
+    fn a_token_is_given_plain_or_as_its_sha256_never_both() {
+        // sha256("s3cret-supervisor")
+        let hashed = "[[auth.tokens]]\ntoken_sha256 = \"06238a90435e0d60bbc8abf65a5cd38121b210bf425e7df4e9f71371a4fb15a5\"\nrole = \"supervisor:*\"\n";
+        let cfg = load(&format!("{TOKENS}{hashed}")).unwrap();
+        let tokens = cfg.tokens().unwrap();
+        assert_eq!(tokens.find("s3cret-admin").unwrap().role, Role::Admin);
+        assert_eq!(tokens.find("s3cret-supervisor").unwrap().role, Role::Supervisor(None));
+        let err = |text: &str| format!("{:#}", load(text).unwrap_err());
+        let both = "[[auth.tokens]]\ntoken = \"s3cret-admin\"\ntoken_sha256 = \"00\"\nrole = \"admin\"\n";
+        assert!(err(both).contains("auth.tokens[0]: give exactly one of `token` and `token_sha256`"));
+        assert!(err("[[auth.tokens]]\nrole = \"admin\"\n").contains("exactly one"));
+        let short = "[[auth.tokens]]\ntoken_sha256 = \"abc\"\nrole = \"admin\"\n";
+        assert!(err(short).contains("auth.tokens[0]: token_sha256: expected 64 hex digits"));
+        let twice = format!(
+            "{TOKENS}[[auth.tokens]]\ntoken_sha256 = \"{}\"\nrole = \"admin\"\n",
+            hex(&crate::auth::sha256("s3cret-admin"))
+        );
+        assert!(err(&twice).contains("listed twice"));
+    }
+
+    fn hex(digest: &[u8]) -> String {
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    #[test]
+    fn the_store_key_comes_from_one_named_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("store.key");
+        std::fs::write(&file, "correct horse battery staple\n").unwrap();
+        let cfg = load(&format!("[store]\nkey_file = {:?}\n{TOKENS}", file)).unwrap();
+        assert_eq!(
+            cfg.store.key().unwrap().as_deref(),
+            Some("correct horse battery staple")
+        );
+        assert_eq!(
+            load(TOKENS).unwrap().store.key().unwrap(),
+            None,
+            "unencrypted by default"
+        );
+        let err = |text: &str| format!("{:#}", load(text).unwrap_err());
+        assert!(
+            err(&format!("[store]\nkey_env = \"CALLWATCH_TEST_NO_SUCH_KEY\"\n{TOKENS}"))
+                .contains("store.key_env: the environment variable CALLWATCH_TEST_NO_SUCH_KEY is not set")
+        );
+        assert!(err(&format!("[store]\nkey_file = \"/nope.key\"\n{TOKENS}"))
+            .contains("store.key_file: cannot read /nope.key"));
+        let both = format!("[store]\nkey_file = {:?}\nkey_env = \"HOME\"\n{TOKENS}", file);
+        assert!(err(&both).contains("give one, not both"));
+        std::fs::write(&file, "\n").unwrap();
+        assert!(err(&format!("[store]\nkey_file = {:?}\n{TOKENS}", file)).contains("the store key is empty"));
     }
 }

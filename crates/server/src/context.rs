@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
+use crate::audit::Audit;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::desks::Desks;
@@ -60,6 +61,7 @@ pub struct Shared {
     pub config: ServeConfig,
     pub pool: Arc<Pool>,
     pub store: Arc<dyn CallStore>,
+    pub audit: Audit,
     pub feed: Arc<dyn Feed>,
     pub calls: Calls,
     /// Live-call slots and session threads.

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod audit;
 pub mod auth;
 pub mod calls;
 pub mod config;
@@ -23,6 +24,7 @@ pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
+pub mod retention;
 pub mod server;
 pub mod session;
 pub mod slots;

@@ -18,6 +18,7 @@ use tower::Layer as _;
 
 use crate::admin::Admin;
 use crate::agent::AgentDesk;
+use crate::audit::{self, Audit};
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::context::{LoadedRules, Shared};
@@ -53,6 +54,12 @@ impl Server {
     pub async fn start_filtered(config: ServeConfig, filter: Arc<dyn TranscriptFilter>) -> Result<Self> {
         let tokens = config.tokens()?;
         let rules = LoadedRules::load(config.rules.as_deref())?;
+        // The store before the model: a wrong key is told at once.
+        let key = config.store.key()?;
+        let data = config.data.clone();
+        let store: Arc<dyn CallStore> =
+            Arc::new(tokio::task::spawn_blocking(move || Sqlite::open_keyed(&data, key.as_deref())).await??);
+        let audit = Audit::start(store.clone())?;
         let model_path = callwatch_asr::model::locate(config.model.as_deref())?;
         let defaults = PoolConfig::default();
         let workers = if config.workers == 0 {
@@ -74,7 +81,6 @@ impl Server {
             )
         })
         .await??;
-        let store: Arc<dyn CallStore> = Arc::new(Sqlite::open(&config.data)?);
         if let Some(addr) = config.metrics_listen {
             metrics_exporter_prometheus::PrometheusBuilder::new()
                 .with_http_listener(addr)
@@ -97,6 +103,7 @@ impl Server {
         let shared = Arc::new(Shared {
             feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
             store,
+            audit: audit.clone(),
             pool: Arc::new(pool),
             calls: Calls::default(),
             sessions: Sessions::new(config.limits.max_calls, filter),
@@ -123,7 +130,21 @@ impl Server {
         };
         let (reflection_v1, reflection_v1alpha) = (reflection().build_v1()?, reflection().build_v1alpha()?);
 
-        let auth = move |req| tokens.authenticate(req);
+        if let Some(days) = shared.config.privacy.retention_days {
+            tokio::spawn(crate::retention::run(shared.clone(), days));
+        }
+        let auth = move |req: tonic::Request<()>| {
+            let peer = req.remote_addr();
+            tokens.authenticate(req).inspect_err(|refused| {
+                audit.record_soon(audit::event(
+                    None,
+                    audit::Action::RefusedToken,
+                    "",
+                    peer,
+                    refused.message(),
+                ));
+            })
+        };
         // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
         // use accept it, on the same port. Streaming *to* the server is not
         // possible from a browser, so CallIngest stays gRPC only.

@@ -7,6 +7,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, Action};
 use crate::context::Shared;
 use crate::cursor::Cursor;
 use crate::feed::Start;
@@ -77,6 +78,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::WatchCallRequest>,
     ) -> Result<Response<Self::WatchCallStream>, Status> {
         let who = auth::identity(&request)?;
+        let peer = request.remote_addr();
         self.shared.accepting()?;
         let call_id = request.into_inner().call_id;
         let live = self.shared.calls.get(&call_id);
@@ -90,6 +92,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             _ => None,
         });
         who.may_supervise(team.as_deref().unwrap_or_default())?;
+        let row = audit::event(Some(&who), Action::WatchCall, &call_id, peer, "");
+        in_store(&self.shared, move |s| s.audit.record(&row)).await?;
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -151,12 +155,15 @@ impl pb::supervisor_server::Supervisor for Supervisor {
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         let who = auth::identity(&request)?;
+        let peer = request.remote_addr();
         let call_id = request.into_inner().call_id;
         let id = call_id.clone();
         let mut record = in_store(&self.shared, move |s| s.store.record(&id))
             .await?
             .ok_or_else(|| not_found(&call_id))?;
         who.may_supervise(record.call.as_ref().map_or("", |c| c.team.as_str()))?;
+        let row = audit::event(Some(&who), Action::GetCall, &call_id, peer, "");
+        in_store(&self.shared, move |s| s.audit.record(&row)).await?;
         if let Some(live) = self.shared.calls.get(&call_id) {
             record.call = Some(live.info());
             record.scorecard = Some(live.scorecard.lock().expect("poisoned").clone());
@@ -182,6 +189,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::Acknowledgement>, Status> {
         let who = auth::identity(&request)?;
+        let peer = request.remote_addr();
         let req = request.into_inner();
         let shared = self.shared.clone();
         let claimed = tokio::task::spawn_blocking(move || -> Result<pb::Acknowledgement, Status> {
@@ -218,6 +226,9 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             if !shared.feed.record(meta, event).map_err(internal)?.fresh {
                 claimable()?;
             }
+            let detail = format!("alert {}", req.alert_id);
+            let row = audit::event(Some(&who), Action::AcknowledgeAlert, &req.call_id, peer, detail);
+            shared.audit.record(&row).map_err(internal)?;
             Ok(ack)
         })
         .await

@@ -4,7 +4,7 @@
 //! inside its own `#[cfg(test)] mod tests`, where `keep` is whatever must
 //! live as long as the store (a temporary directory, a scratch schema).
 
-use super::{AckError, Appended, CallStore};
+use super::{AckError, Appended, AuditQuery, CallStore, Purged};
 use crate::cursor::Cursor;
 use crate::filter::Meta;
 use crate::pb;
@@ -22,6 +22,8 @@ macro_rules! call_store_contract {
             a_retried_append_returns_the_first_cursor,
             an_alert_is_claimed_once,
             a_record_holds_transcript_and_feed_events,
+            audit_events_are_kept_in_order_and_listed_by_filter_in_pages,
+            a_purge_removes_old_calls_and_audit_events_and_keeps_the_rest,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -274,4 +276,126 @@ pub fn a_record_holds_transcript_and_feed_events(store: &dyn CallStore) {
     assert_eq!(record.alerts.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
     assert_eq!(record.retractions, [retraction]);
     assert_eq!(record.acknowledgements.len(), 1);
+}
+
+fn audit_event(at: i64, actor: &str, action: &str, call_id: &str) -> pb::AuditEvent {
+    pb::AuditEvent {
+        seq: 0,
+        at_unix_ms: at,
+        actor: actor.into(),
+        role: "supervisor:billing".into(),
+        action: action.into(),
+        call_id: call_id.into(),
+        peer: "127.0.0.1:40000".into(),
+        detail: String::new(),
+    }
+}
+
+pub fn audit_events_are_kept_in_order_and_listed_by_filter_in_pages(store: &dyn CallStore) {
+    let written = [
+        audit_event(1_000, "Sam", "get_call", "c1"),
+        audit_event(2_000, "Kim", "watch_call", "c2"),
+        audit_event(3_000, "Sam", "acknowledge_alert", "c2"),
+        audit_event(4_000, "", "refused_token", ""),
+    ];
+    let seqs: Vec<i64> = written.iter().map(|e| store.audit(e).unwrap()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]) && seqs[0] > 0, "{seqs:?}");
+    let all = AuditQuery {
+        limit: 100,
+        ..Default::default()
+    };
+    let listed = store.audit_events(&all).unwrap();
+    let expected: Vec<pb::AuditEvent> = written
+        .iter()
+        .zip(&seqs)
+        .map(|(e, &seq)| pb::AuditEvent { seq, ..e.clone() })
+        .collect();
+    assert_eq!(listed, expected);
+    let actions =
+        |q: AuditQuery| -> Vec<String> { store.audit_events(&q).unwrap().into_iter().map(|e| e.action).collect() };
+    let sam = AuditQuery {
+        actor: Some("Sam".into()),
+        ..all.clone()
+    };
+    assert_eq!(actions(sam), ["get_call", "acknowledge_alert"]);
+    let c2 = AuditQuery {
+        call_id: Some("c2".into()),
+        ..all.clone()
+    };
+    assert_eq!(actions(c2), ["watch_call", "acknowledge_alert"]);
+    let window = AuditQuery {
+        since_unix_ms: Some(2_000),
+        until_unix_ms: Some(3_000),
+        ..all.clone()
+    };
+    assert_eq!(actions(window), ["watch_call", "acknowledge_alert"]);
+    let page = AuditQuery {
+        limit: 3,
+        ..all.clone()
+    };
+    assert_eq!(actions(page), ["get_call", "watch_call", "acknowledge_alert"]);
+    let next = AuditQuery {
+        after_seq: seqs[2],
+        ..all
+    };
+    assert_eq!(actions(next), ["refused_token"]);
+}
+
+pub fn a_purge_removes_old_calls_and_audit_events_and_keeps_the_rest(store: &dyn CallStore) {
+    for (id, started, ended_at) in [("old", 1_000, 2_000), ("recent", 1_000, 6_000)] {
+        let info = call(id, "billing", started);
+        store.begin_call(&info).unwrap();
+        store.add_final(&final_text(id, 1, 0, 0.5, "my card number")).unwrap();
+        let (m, e) = alert(id, 1);
+        store.append(&m, &e).unwrap();
+        let (am, ae) = ack(id, 1, "Sam");
+        store.append(&am, &ae).unwrap();
+        store
+            .end_call(&ended(info, ended_at), Some(&pb::Scorecard::default()))
+            .unwrap();
+        store.audit(&audit_event(ended_at, "Sam", "get_call", id)).unwrap();
+    }
+    // Live for long: stays, however old.
+    store.begin_call(&call("live", "billing", 500)).unwrap();
+    let purged = store.purge_before(5_000).unwrap();
+    assert_eq!(
+        purged,
+        Purged {
+            calls: 1,
+            audit_events: 1
+        }
+    );
+    assert_eq!(store.call("old").unwrap(), None);
+    assert_eq!(store.record("old").unwrap(), None);
+    assert!(store.call("live").unwrap().is_some());
+    let recent = store.record("recent").unwrap().unwrap();
+    assert_eq!(
+        (
+            recent.transcript.len(),
+            recent.alerts.len(),
+            recent.acknowledgements.len()
+        ),
+        (1, 1, 1)
+    );
+    let feed = store.feed_after(Cursor(0), 100).unwrap();
+    assert!(
+        feed.iter().all(|e| e.meta.call_id == "recent"),
+        "the old call's alerts and claims are gone"
+    );
+    assert_eq!(
+        store.check_claim("old", 1).unwrap(),
+        Err(AckError::NoSuchAlert("old".into(), 1))
+    );
+    let audit = store
+        .audit_events(&AuditQuery {
+            limit: 100,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(audit.iter().map(|e| e.call_id.as_str()).collect::<Vec<_>>(), ["recent"]);
+    assert_eq!(
+        store.purge_before(5_000).unwrap(),
+        Purged::default(),
+        "nothing more to purge"
+    );
 }

@@ -8,6 +8,7 @@
 //! kept once per utterance, and a feed event once per (call, kind, alert)
 //! — see [`once_key`].
 
+mod file;
 pub mod sqlite;
 
 #[cfg(test)]
@@ -68,6 +69,41 @@ pub trait CallStore: Send + Sync {
     /// transcript (by start time, then channel), its alerts, retractions
     /// and acknowledgements in feed order.
     fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>>;
+
+    /// Appends an audit event (its `seq` is ignored) and returns its `seq`.
+    /// Audit rows are never changed; only [`CallStore::purge_before`]
+    /// removes them, by age.
+    fn audit(&self, event: &pb::AuditEvent) -> Result<i64>;
+
+    /// Audit events matching `query`, oldest first, each with its `seq`.
+    fn audit_events(&self, query: &AuditQuery) -> Result<Vec<pb::AuditEvent>>;
+
+    /// Deletes everything about calls that ended before `cutoff_unix_ms`
+    /// (the call, its transcript, alerts, retractions, claims and
+    /// scorecard) and audit events recorded before it, so that their text
+    /// is gone from the store's files, not only from its indexes. Live
+    /// calls stay, however old.
+    fn purge_before(&self, cutoff_unix_ms: i64) -> Result<Purged>;
+}
+
+/// Which audit events to list (see [`CallStore::audit_events`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AuditQuery {
+    /// Recorded at or after / at or before, in Unix ms.
+    pub since_unix_ms: Option<i64>,
+    pub until_unix_ms: Option<i64>,
+    pub actor: Option<String>,
+    pub call_id: Option<String>,
+    /// Only events with a larger `seq` (0: from the start).
+    pub after_seq: i64,
+    pub limit: u32,
+}
+
+/// What [`CallStore::purge_before`] removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Purged {
+    pub calls: usize,
+    pub audit_events: usize,
 }
 
 /// What [`CallStore::append`] did.

@@ -13,7 +13,13 @@
 //! acknowledgement and call start/end, as the encoded `AlertEvent` the
 //! dashboards receive; its row id is the cursor). Unique keys make retried
 //! writes harmless: `calls.call_id`, `transcript (call_id, channel,
-//! utterance_id)` and `feed_once` (see [`super::once_key`]).
+//! utterance_id)` and `feed_once` (see [`super::once_key`]). `audit` is
+//! the append-only audit log (a trigger refuses updates).
+//!
+//! Privacy: the file is private to its owner and, with a key,
+//! SQLCipher-encrypted (pages and WAL; see `file.rs`); `secure_delete`
+//! overwrites deleted rows, and a purge checkpoints and truncates the WAL,
+//! so purged text is gone from the files, not only from the indexes.
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -22,7 +28,7 @@ use anyhow::{Context, Result};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{once_key, AckError, Appended, CallStore};
+use super::{file, once_key, AckError, Appended, AuditQuery, CallStore, Purged};
 use crate::cursor::{Cursor, FeedEntry};
 use crate::filter::Meta;
 use crate::pb;
@@ -69,18 +75,44 @@ CREATE TABLE IF NOT EXISTS feed (
     body BLOB NOT NULL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS feed_once ON feed (call_id, kind, COALESCE(alert_id, -1));
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at_ms INTEGER NOT NULL,
+    actor TEXT NOT NULL,
+    role TEXT NOT NULL,
+    action TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at_ms);
+CREATE TRIGGER IF NOT EXISTS audit_append_only BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 ";
 
+/// Calls a purge removes: ended (not live) before the cutoff `?1`.
+const PURGEABLE: &str = "SELECT call_id FROM calls WHERE state != ?2 AND MAX(started_ms, ended_ms) < ?1";
+
 impl Sqlite {
-    /// Opens (or creates) the store in `dir`. Calls a previous run left
-    /// live — it stopped without finishing them — are marked aborted.
+    /// Opens (or creates) the unencrypted store in `dir`. Calls a previous
+    /// run left live — it stopped without finishing them — are marked
+    /// aborted.
     pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_keyed(dir, None)
+    }
+
+    /// [`Sqlite::open`], encrypted with `key` (a passphrase) when given. A
+    /// wrong key, a key for a plain store or none for an encrypted one is
+    /// refused before anything is written.
+    pub fn open_keyed(dir: &Path, key: Option<&str>) -> Result<Self> {
         std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create the data directory", dir.display()))?;
         let path = dir.join("callwatch.sqlite3");
-        let conn = Connection::open(&path).with_context(|| format!("{}: cannot open the store", path.display()))?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;")
-            .and_then(|_| conn.execute_batch(SCHEMA))
-            .with_context(|| format!("{}: not a callwatch store", path.display()))?;
+        let conn = file::open(&path, key)?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
+        )
+        .and_then(|_| conn.execute_batch(SCHEMA))
+        .with_context(|| format!("{}: not a callwatch store", path.display()))?;
         let orphans = conn.execute(
             "UPDATE calls SET state = ?1, reason = 'the server stopped during the call' WHERE state = ?2",
             params![pb::CallState::Aborted as i32, pb::CallState::Live as i32],
@@ -312,7 +344,69 @@ impl CallStore for Sqlite {
         }
         Ok(Some(record))
     }
+
+    fn audit(&self, e: &pb::AuditEvent) -> Result<i64> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO audit (at_ms, actor, role, action, call_id, peer, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![e.at_unix_ms, e.actor, e.role, e.action, e.call_id, e.peer, e.detail],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn audit_events(&self, q: &AuditQuery) -> Result<Vec<pb::AuditEvent>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare_cached(&format!(
+            "{AUDIT_COLUMNS} WHERE seq > ?1 AND (?2 IS NULL OR at_ms >= ?2) AND (?3 IS NULL OR at_ms <= ?3)
+             AND (?4 IS NULL OR actor = ?4) AND (?5 IS NULL OR call_id = ?5) ORDER BY seq LIMIT ?6"
+        ))?;
+        let rows = stmt.query_map(
+            params![
+                q.after_seq,
+                q.since_unix_ms,
+                q.until_unix_ms,
+                q.actor,
+                q.call_id,
+                q.limit
+            ],
+            |r| {
+                Ok(pb::AuditEvent {
+                    seq: r.get(0)?,
+                    at_unix_ms: r.get(1)?,
+                    actor: r.get(2)?,
+                    role: r.get(3)?,
+                    action: r.get(4)?,
+                    call_id: r.get(5)?,
+                    peer: r.get(6)?,
+                    detail: r.get(7)?,
+                })
+            },
+        )?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    fn purge_before(&self, cutoff_unix_ms: i64) -> Result<Purged> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let live = pb::CallState::Live as i32;
+        let old = params![cutoff_unix_ms, live];
+        tx.execute(&format!("DELETE FROM transcript WHERE call_id IN ({PURGEABLE})"), old)?;
+        tx.execute(&format!("DELETE FROM feed WHERE call_id IN ({PURGEABLE})"), old)?;
+        let calls = tx.execute(&format!("DELETE FROM calls WHERE call_id IN ({PURGEABLE})"), old)?;
+        let audit_events = tx.execute("DELETE FROM audit WHERE at_ms < ?1", params![cutoff_unix_ms])?;
+        tx.commit()?;
+        // secure_delete zeroed the rows in the pages written to the WAL;
+        // the WAL still holds the pages' earlier images until it is copied
+        // back and truncated.
+        let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy != 0 {
+            tracing::warn!("the store's WAL could not be truncated (a reader holds it); purged text stays in it until the next purge");
+        }
+        Ok(Purged { calls, audit_events })
+    }
 }
+
+const AUDIT_COLUMNS: &str = "SELECT seq, at_ms, actor, role, action, call_id, peer, detail FROM audit";
 
 const CALL_COLUMNS: &str =
     "SELECT call_id, agent_id, team, state, started_ms, ended_ms, audio_s, alerts, score, reason, scorecard FROM calls";
@@ -347,10 +441,10 @@ fn decode_call((info, card): CallRow) -> Result<(pb::CallInfo, Option<pb::Scorec
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn fresh() -> (Sqlite, tempfile::TempDir) {
+    pub(crate) fn fresh() -> (Sqlite, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         (Sqlite::open(dir.path()).unwrap(), dir)
     }
@@ -371,5 +465,72 @@ mod tests {
         let (info, _) = reopened.call("c1").unwrap().unwrap();
         assert_eq!(info.state, pb::CallState::Aborted as i32);
         assert_eq!(info.reason, "the server stopped during the call");
+    }
+
+    /// The store's files as bytes: the database and its WAL.
+    pub(crate) fn file_bytes(dir: &Path) -> Vec<u8> {
+        let mut bytes = std::fs::read(dir.join("callwatch.sqlite3")).unwrap();
+        bytes.extend(std::fs::read(dir.join("callwatch.sqlite3-wal")).unwrap_or_default());
+        bytes
+    }
+
+    pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
+        haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+    }
+
+    pub(crate) fn ended_call(store: &Sqlite, id: &str, ended_ms: i64, text: &str) {
+        let info = pb::CallInfo {
+            call_id: id.into(),
+            state: pb::CallState::Live as i32,
+            started_unix_ms: ended_ms - 1_000,
+            ..Default::default()
+        };
+        store.begin_call(&info).unwrap();
+        store
+            .add_final(&pb::TranscriptRevision {
+                call_id: id.into(),
+                channel: 1,
+                text: text.into(),
+                is_final: true,
+                ..Default::default()
+            })
+            .unwrap();
+        let done = pb::CallInfo {
+            state: pb::CallState::Ended as i32,
+            ended_unix_ms: ended_ms,
+            ..info
+        };
+        store.end_call(&done, None).unwrap();
+    }
+
+    #[test]
+    fn purged_text_is_gone_from_the_files_bytes() {
+        let (store, dir) = fresh();
+        ended_call(&store, "old", 10_000, "zanzibarquokka wants a refund");
+        ended_call(&store, "new", 90_000, "periwinkleotter asks about billing");
+        assert!(
+            contains(&file_bytes(dir.path()), "zanzibarquokka"),
+            "the scan finds stored text"
+        );
+        assert_eq!(store.purge_before(50_000).unwrap().calls, 1);
+        let bytes = file_bytes(dir.path());
+        assert!(
+            !contains(&bytes, "zanzibarquokka"),
+            "the purged call's words are in the file"
+        );
+        assert!(contains(&bytes, "periwinkleotter"), "the newer call stays");
+        drop(store);
+        assert!(!contains(&file_bytes(dir.path()), "zanzibarquokka"));
+    }
+
+    #[test]
+    fn the_audit_log_refuses_updates() {
+        let (store, _dir) = fresh();
+        store.audit(&pb::AuditEvent::default()).unwrap();
+        let err = store
+            .conn()
+            .execute("UPDATE audit SET actor = 'someone else'", [])
+            .unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
     }
 }
