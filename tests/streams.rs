@@ -369,3 +369,159 @@ async fn malformed_and_oversize_messages_abort_the_call_with_their_reason_never_
     }
     server.stop().await.unwrap();
 }
+
+/// Starts `callwatch serve` with `config`; returns it and its URL.
+fn serve(config: &std::path::Path) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let addr = line
+        .trim()
+        .strip_prefix("callwatch serving on ")
+        .unwrap_or_else(|| panic!("{line:?}"));
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_kill_9_the_live_calls_are_closed_as_they_were_and_every_alert_seen_is_stored_once() {
+    use callwatch_client::{self as client, WatchFilter};
+    use pb::alert_event::Event;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("callwatch.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata = \"{data}\"\nmodel = \"{model}\"\nworkers = 2\n\
+             [limits]\ncalls_per_agent = 8\n\
+             [[auth.tokens]]\ntoken = \"{ADMIN}\"\nrole = \"admin\"\n\
+             [[auth.tokens]]\ntoken = \"{SUP_ALL}\"\nrole = \"supervisor:*\"\n",
+            data = dir.path().join("data").display(),
+            model = common::q8_model().display(),
+        ),
+    )
+    .unwrap();
+    let (mut server, url) = serve(&config);
+    let conn = |url: &str| Connection {
+        server: url.to_owned(),
+        token: SUP_ALL.into(),
+        ca: None,
+    };
+    // A dashboard follows the feed live.
+    let seen: Arc<std::sync::Mutex<Vec<pb::AlertEvent>>> = Arc::default();
+    let dashboard = {
+        let (c, seen) = (conn(&url), seen.clone());
+        tokio::spawn(async move {
+            client::watch(&c, WatchFilter::default(), "c0".into(), None, |e| {
+                seen.lock().unwrap().push(e.clone())
+            })
+            .await
+        })
+    };
+    let calls = ["abuse_call", "talk_over_call", "jargon_call", "silence_call"];
+    let phones: Vec<_> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            Command::new(assert_cmd::cargo::cargo_bin!("callwatch"))
+                .arg("softphone")
+                .arg(fixture(&format!("calls/{name}.wav")))
+                .args(["--call-id", &format!("killed-{i}"), "--agent", &format!("a{i}")])
+                .args(["--server", &url, "--token", ADMIN])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    // Real time: some seconds of each call, and some alerts, before the kill.
+    let waiting = Instant::now();
+    loop {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let alerts = seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(e.event, Some(Event::Alert(_))))
+            .count();
+        if (alerts > 0 && waiting.elapsed() > Duration::from_secs(6)) || waiting.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+    }
+    signal(server.id(), libc::SIGKILL);
+    let killed_at = callwatch_core::time::now_unix_ms();
+    server.wait().unwrap();
+    dashboard.abort();
+    for mut phone in phones {
+        let _ = phone.kill();
+        phone.wait().unwrap();
+    }
+    let seen_alerts: Vec<(String, u64)> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|e| match &e.event {
+            Some(Event::Alert(a)) => Some((a.call_id.clone(), a.id)),
+            _ => None,
+        })
+        .collect();
+    assert!(!seen_alerts.is_empty(), "the dashboard saw alerts before the kill");
+
+    let (mut server, url) = serve(&config);
+    let mut after = Vec::new();
+    client::watch(
+        &conn(&url),
+        WatchFilter::default(),
+        "c0".into(),
+        Some(calls.len()),
+        |e| after.push(e.clone()),
+    )
+    .await
+    .unwrap();
+    for alert in &seen_alerts {
+        let stored = after
+            .iter()
+            .filter(|e| matches!(&e.event, Some(Event::Alert(a)) if (a.call_id.as_str(), a.id) == (alert.0.as_str(), alert.1)))
+            .count();
+        assert_eq!(stored, 1, "{alert:?}");
+    }
+    let mut sup = conn(&url).supervisor().await.unwrap();
+    for i in 0..calls.len() {
+        let id = format!("killed-{i}");
+        let ends = after
+            .iter()
+            .filter(|e| matches!(&e.event, Some(Event::CallEnded(c)) if c.call.as_ref().unwrap().call_id == id))
+            .count();
+        assert_eq!(ends, 1, "{id}: its end is in the feed once");
+        let rec = sup
+            .get_call(pb::GetCallRequest { call_id: id.clone() })
+            .await
+            .unwrap()
+            .into_inner();
+        let info = rec.call.unwrap();
+        let standing = rec.alerts.len() - rec.retractions.len();
+        println!(
+            "{id}: {:?} after {:.1} s of audio, ended {} ms before the kill, {} alerts",
+            pb::CallState::try_from(info.state).unwrap(),
+            info.audio_s,
+            killed_at - info.ended_unix_ms,
+            info.alerts
+        );
+        assert_eq!(info.state, pb::CallState::Aborted as i32, "{id}");
+        assert!(info.audio_s >= 3.0, "{id}: {} s", info.audio_s);
+        // Progress is stored every second of wall time.
+        assert!(killed_at - info.ended_unix_ms <= 2_500, "{id}: {info:?}");
+        assert_eq!(info.alerts as usize, standing, "{id}");
+        assert!(rec.scorecard.is_some(), "{id}: the scorecard of what was judged");
+    }
+    signal(server.id(), libc::SIGTERM);
+    server.wait().unwrap();
+}
