@@ -353,6 +353,8 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
         token: token.into(),
         role: role.into(),
         name: None,
+        // The load is real-time softphones, paced like any.
+        fast: false,
     };
     for &k in &opts.calls {
         let data = tempfile::tempdir()?;

@@ -27,6 +27,8 @@ pub fn config(data: &Path) -> ServeConfig {
         token: token.into(),
         role: role.into(),
         name: Some(name.into()),
+        // The tests replay calls as fast as the server takes them.
+        fast: true,
     };
     let mut cfg = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -64,6 +64,9 @@ pub struct Limits {
     /// Largest silence a jump in an audio packet sequence may stand for;
     /// a longer jump ends the call with INVALID_ARGUMENT.
     pub max_gap_ms: u64,
+    /// How far a stream's audio may run ahead of real time before the
+    /// stream stops being read (tokens with `fast = true` excepted).
+    pub pace_burst_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,6 +93,10 @@ pub struct TokenEntry {
     pub role: String,
     /// Shown as who acknowledged an alert [default: the role].
     pub name: Option<String>,
+    /// May stream audio faster than real time (a `--fast` replay, a
+    /// test); others are held to real time past `limits.pace_burst_s`.
+    #[serde(default)]
+    pub fast: bool,
 }
 
 impl Default for ServeConfig {
@@ -114,6 +121,7 @@ impl Default for ServeConfig {
                 calls_per_agent: 1,
                 max_concurrent_streams: 32,
                 max_gap_ms: 10_000,
+                pace_burst_s: 2.0,
             },
             tls: None,
             auth: Auth::default(),
@@ -197,6 +205,7 @@ impl ServeConfig {
             ("limits.start_timeout_s", l.start_timeout_s),
             ("limits.max_call_s", l.max_call_s),
             ("limits.keepalive_s", l.keepalive_s),
+            ("limits.pace_burst_s", l.pace_burst_s),
         ] {
             // Below 1 ms, tokio's timers would read it as no time at all.
             if !(s.is_finite() && (0.001..=1e7).contains(&s)) {
@@ -233,7 +242,14 @@ impl ServeConfig {
                 bail!("{}: the same token is listed twice", at());
             }
             let name = t.name.clone().unwrap_or_else(|| role.to_string());
-            entries.push((t.token.clone(), Identity { name, role }));
+            entries.push((
+                t.token.clone(),
+                Identity {
+                    name,
+                    role,
+                    fast: t.fast,
+                },
+            ));
         }
         Ok(Tokens::new(entries))
     }

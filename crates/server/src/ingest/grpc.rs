@@ -202,6 +202,7 @@ impl pb::call_ingest_server::CallIngest for Ingest {
         let timeouts = Timeouts {
             idle: Duration::from_secs_f64(limits.idle_timeout_s),
             call: Duration::from_secs_f64(limits.max_call_s),
+            burst: (!who.fast).then(|| Duration::from_secs_f64(limits.pace_burst_s)),
         };
         tokio::spawn(feed(handle, inbound, timeouts));
         Ok(Response::new(
@@ -215,6 +216,8 @@ impl pb::call_ingest_server::CallIngest for Ingest {
 struct Timeouts {
     idle: Duration,
     call: Duration,
+    /// How far the audio may run ahead of real time; `None`: unpaced.
+    burst: Option<Duration>,
 }
 
 /// Why a stream's message could not be read, when the fault is the
@@ -254,6 +257,7 @@ async fn feed(mut call: CallHandle, mut inbound: Streaming<pb::ClientMessage>, t
 async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>, timeouts: Timeouts) -> Ending {
     let opened = Instant::now();
     let mut heard = opened;
+    let mut first_audio = None;
     loop {
         // Only the wait for the far end counts: time spent waiting for room
         // in the call's own rings is the server's.
@@ -287,6 +291,17 @@ async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>,
                     return Ending::Aborted(why);
                 }
                 heard = Instant::now();
+                // Pacing: audio ahead of real time by more than the burst
+                // waits here, unread, so HTTP/2 flow control holds the
+                // sender back (nothing is buffered for it) and one client
+                // cannot fill the shared transcriber queue.
+                if let Some(burst) = timeouts.burst {
+                    let due = *first_audio.get_or_insert(heard) + Duration::from_secs_f64(call.receipt().received_s);
+                    if due > heard + burst {
+                        tokio::time::sleep_until(due - burst).await;
+                        heard = Instant::now();
+                    }
+                }
             }
             Some(In::Control(c)) => match control(&c) {
                 Ok((kind, to)) => {
