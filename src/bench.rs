@@ -354,6 +354,8 @@ pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
         token_sha256: None,
         role: role.into(),
         name: None,
+        // The load is real-time softphones, paced like any.
+        fast: false,
     };
     for &k in &opts.calls {
         let data = tempfile::tempdir()?;

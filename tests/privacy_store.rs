@@ -58,6 +58,7 @@ async fn reads_watches_reloads_and_refused_tokens_leave_one_row_each_for_admins_
         token_sha256: Some(hex(&callwatch_server::auth::sha256(HASHED))),
         role: "supervisor:billing".into(),
         name: Some("Robin".into()),
+        fast: false,
     });
     let server = Server::start(cfg).await.expect("the server starts");
     let agent = conn(&server, AGENT_A17);

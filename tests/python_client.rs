@@ -71,6 +71,7 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
         token_sha256: None,
         role: role.into(),
         name: None,
+        fast: true,
     };
     cfg.auth.tokens = vec![
         token("python-supervisor", "supervisor:*"),

@@ -31,6 +31,7 @@ async fn start(data: &std::path::Path) -> (Server, tonic::transport::Channel) {
         token_sha256: None,
         role: "admin".into(),
         name: None,
+        fast: false,
     }];
     let server = Server::start(cfg).await.expect("the server starts");
     let conn = Connection {

@@ -45,6 +45,7 @@ role = "supervisor:billing"
 [[auth.tokens]]
 token = "{AGENT}"
 role = "agent:a17"
+fast = true
 "#,
             data = dir.join("data").display(),
             model = q8_model().display(),
@@ -275,6 +276,7 @@ role = "supervisor:billing"
 [[auth.tokens]]
 token = "{AGENT}"
 role = "agent:a17"
+fast = true
 
 [[auth.tokens]]
 token = "{ADMIN}"
@@ -361,7 +363,7 @@ fn the_model_is_found_in_the_data_directory_or_its_absence_explained() {
     let config = home.path().join("callwatch.toml");
     std::fs::write(
         &config,
-        format!("listen = \"127.0.0.1:0\"\n[[auth.tokens]]\ntoken = \"{AGENT}\"\nrole = \"agent:a17\"\n"),
+        format!("listen = \"127.0.0.1:0\"\n[[auth.tokens]]\ntoken = \"{AGENT}\"\nrole = \"agent:a17\"\nfast = true\n"),
     )
     .unwrap();
     let from_root = || {

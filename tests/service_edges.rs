@@ -93,11 +93,6 @@ async fn bad_input_is_refused_by_name_and_other_calls_go_on() {
             "audio packet 0 of channel 1: 321 bytes is not a whole number of Pcm16Le samples",
         ),
         (
-            "huge packet",
-            vec![start_msg("b-huge", 8000, pcm), audio_msg(0, 0, 100_000)],
-            "100000 bytes, over the limit of 65536",
-        ),
-        (
             "no channel 2",
             vec![start_msg("b-ch", 8000, pcm), audio_msg(2, 0, 320)],
             "audio for channel 2",
@@ -111,6 +106,16 @@ async fn bad_input_is_refused_by_name_and_other_calls_go_on() {
     for (what, messages, expected) in cases {
         let status = raw_stream(&agent, messages).await.expect_err(what);
         assert_eq!(status.code(), Code::InvalidArgument, "{what}: {status:?}");
+        assert!(status.message().contains(expected), "{what}: {:?}", status.message());
+    }
+    // Too large is too large, whether the packet or the whole message.
+    for (what, bytes, expected) in [
+        ("big packet", 66_000, "66000 bytes, over the limit of 65536"),
+        ("huge message", 100_000, "over the size limit (limits.max_chunk_bytes)"),
+    ] {
+        let messages = vec![start_msg(what, 8000, pcm), audio_msg(0, 0, bytes)];
+        let status = raw_stream(&agent, messages).await.expect_err(what);
+        assert_eq!(status.code(), Code::ResourceExhausted, "{what}: {status:?}");
         assert!(status.message().contains(expected), "{what}: {:?}", status.message());
     }
 

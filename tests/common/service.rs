@@ -28,6 +28,8 @@ pub fn config(data: &Path) -> ServeConfig {
         token_sha256: None,
         role: role.into(),
         name: Some(name.into()),
+        // The tests replay calls as fast as the server takes them.
+        fast: true,
     };
     let mut cfg = ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -37,6 +39,9 @@ pub fn config(data: &Path) -> ServeConfig {
         rules: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("rules/default.toml")),
         ..ServeConfig::default()
     };
+    // The tests stream many calls at once as one agent; the per-agent
+    // limit has its own test (streams.rs).
+    cfg.limits.calls_per_agent = 64;
     cfg.auth.tokens = vec![
         token(AGENT_A17, "agent:a17", "Alex"),
         token(AGENT_B22, "agent:b22", "Bo"),

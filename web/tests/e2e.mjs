@@ -36,6 +36,7 @@ name = "Sam"
 [[auth.tokens]]
 token = "${TOKENS.a17}"
 role = "agent:a17"
+fast = true
 [[auth.tokens]]
 token = "${TOKENS.a18}"
 role = "agent:a18"

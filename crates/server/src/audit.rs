@@ -131,6 +131,7 @@ mod tests {
         let who = Identity {
             name: "Sam".into(),
             role: "supervisor:billing".parse().unwrap(),
+            fast: false,
         };
         audit
             .record(&event(Some(&who), Action::GetCall, "c1", peer, ""))

@@ -58,6 +58,8 @@ pub struct Identity {
     /// The token's name from the config (shown as who claimed an alert).
     pub name: String,
     pub role: Role,
+    /// May stream audio faster than real time (`fast = true` in the config).
+    pub fast: bool,
 }
 
 impl Identity {
@@ -209,6 +211,7 @@ mod tests {
         Identity {
             name: "t".into(),
             role: role.parse().unwrap(),
+            fast: false,
         }
     }
 

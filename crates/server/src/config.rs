@@ -52,6 +52,25 @@ pub struct Limits {
     /// Events queued for one dashboard stream (in the feed, and again on
     /// the stream) before it is switched to catching up from the store.
     pub subscriber_queue: usize,
+    /// A call whose stream brings no audio for this long is dropped.
+    pub idle_timeout_s: f64,
+    /// A stream that sends no `CallStart` within this long is refused.
+    pub start_timeout_s: f64,
+    /// A call longer than this is dropped.
+    pub max_call_s: f64,
+    /// HTTP/2 keepalive: a ping after this long without traffic, and the
+    /// connection closed when its answer takes as long again.
+    pub keepalive_s: f64,
+    /// Calls one agent may stream at once.
+    pub calls_per_agent: usize,
+    /// Streams at once on one HTTP/2 connection.
+    pub max_concurrent_streams: u32,
+    /// Largest silence a jump in an audio packet sequence may stand for;
+    /// a longer jump ends the call with INVALID_ARGUMENT.
+    pub max_gap_ms: u64,
+    /// How far a stream's audio may run ahead of real time before the
+    /// stream stops being read (tokens with `fast = true` excepted).
+    pub pace_burst_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +102,10 @@ pub struct TokenEntry {
     pub role: String,
     /// Shown as who acknowledged an alert [default: the role].
     pub name: Option<String>,
+    /// May stream audio faster than real time (a `--fast` replay, a
+    /// test); others are held to real time past `limits.pace_burst_s`.
+    #[serde(default)]
+    pub fast: bool,
 }
 
 /// `[store]`: encryption at rest (SQLCipher). Unencrypted when neither
@@ -142,6 +165,14 @@ impl Default for ServeConfig {
                 max_calls: 64,
                 max_chunk_bytes: 64 * 1024,
                 subscriber_queue: 256,
+                idle_timeout_s: 10.0,
+                start_timeout_s: 10.0,
+                max_call_s: 4.0 * 3600.0,
+                keepalive_s: 10.0,
+                calls_per_agent: 1,
+                max_concurrent_streams: 32,
+                max_gap_ms: 10_000,
+                pace_burst_s: 2.0,
             },
             tls: None,
             auth: Auth::default(),
@@ -227,6 +258,22 @@ impl ServeConfig {
                 "bad configuration: limits.max_calls and limits.subscriber_queue must be ≥ 1, limits.max_chunk_bytes ≥ 64"
             );
         }
+        let l = &self.limits;
+        for (what, s) in [
+            ("limits.idle_timeout_s", l.idle_timeout_s),
+            ("limits.start_timeout_s", l.start_timeout_s),
+            ("limits.max_call_s", l.max_call_s),
+            ("limits.keepalive_s", l.keepalive_s),
+            ("limits.pace_burst_s", l.pace_burst_s),
+        ] {
+            // Below 1 ms, tokio's timers would read it as no time at all.
+            if !(s.is_finite() && (0.001..=1e7).contains(&s)) {
+                bail!("bad configuration: {what} must be seconds between 0.001 and 10000000, not {s}");
+            }
+        }
+        if l.calls_per_agent == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
+            bail!("bad configuration: limits.calls_per_agent, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
+        }
         if let Some(tls) = &self.tls {
             for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
                 if !path.is_file() {
@@ -259,7 +306,14 @@ impl ServeConfig {
                 bail!("{}: the same token is listed twice", at());
             }
             let name = t.name.clone().unwrap_or_else(|| role.to_string());
-            entries.push((digest, Identity { name, role }));
+            entries.push((
+                digest,
+                Identity {
+                    name,
+                    role,
+                    fast: t.fast,
+                },
+            ));
         }
         Ok(Tokens::new(entries))
     }
@@ -314,6 +368,8 @@ mod tests {
         assert!(err(&format!("colour = 1\n{TOKENS}")).contains("colour"));
         assert!(err("[[auth.tokens]]\ntoken = \"long-enough\"\nrole = \"boss\"\n").contains("auth.tokens[0]"));
         assert!(err("[[auth.tokens]]\ntoken = \"x\"\nrole = \"admin\"\n").contains("at least 8"));
+        assert!(err(&format!("[limits]\nidle_timeout_s = 0\n{TOKENS}")).contains("limits.idle_timeout_s"));
+        assert!(err(&format!("[limits]\ncalls_per_agent = 0\n{TOKENS}")).contains("limits.calls_per_agent"));
         assert!(err(&format!("[tls]\ncert = \"/nope.pem\"\nkey = \"/nope.key\"\n{TOKENS}")).contains("tls.cert"));
         assert!(err(&format!("[privacy]\nretention_days = 0\n{TOKENS}")).contains("retention_days"));
     }

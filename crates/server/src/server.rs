@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Identity as TlsIdentity, ServerTlsConfig};
 
 use tower::Layer as _;
@@ -34,6 +35,13 @@ use crate::supervisor::Supervisor;
 use crate::transcript_filter::{TranscriptFilter, Verbatim};
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
+
+/// Largest request to the dashboard services (Supervisor, Admin,
+/// AgentDesk): a few strings each; a rulebook for Admin.CheckRules.
+const REQUEST_LIMIT: usize = 1024 * 1024;
+/// Room in a `CallIngest` message beside its audio: framing, and
+/// `CallStart`'s strings (each limited, see `ingest::grpc`).
+const INGEST_OVERHEAD: usize = 4096;
 
 /// A running server.
 pub struct Server {
@@ -106,7 +114,7 @@ impl Server {
             audit: audit.clone(),
             pool: Arc::new(pool),
             calls: Calls::default(),
-            sessions: Sessions::new(config.limits.max_calls, filter),
+            sessions: Sessions::new(config.limits.max_calls, config.limits.calls_per_agent, filter),
             desks: Desks::default(),
             rules: RwLock::new(Arc::new(rules)),
             shutdown: shutdown.clone(),
@@ -145,6 +153,8 @@ impl Server {
                 ));
             })
         };
+        // A softphone's largest message is an audio packet and its framing.
+        let ingest_message_limit = shared.config.limits.max_chunk_bytes + INGEST_OVERHEAD;
         // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
         // use accept it, on the same port. Streaming *to* the server is not
         // possible from a browser, so CallIngest stays gRPC only.
@@ -152,27 +162,43 @@ impl Server {
         let routes = tonic::service::Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::call_ingest_server::CallIngestServer::with_interceptor(
-                Ingest { shared: shared.clone() },
+            .add_service(InterceptedService::new(
+                pb::call_ingest_server::CallIngestServer::new(Ingest { shared: shared.clone() })
+                    .max_decoding_message_size(ingest_message_limit),
                 auth.clone(),
             ))
             .add_service(
-                grpc_web.layer(pb::supervisor_server::SupervisorServer::with_interceptor(
-                    Supervisor::new(shared.clone()),
+                grpc_web.layer(InterceptedService::new(
+                    pb::supervisor_server::SupervisorServer::new(Supervisor::new(shared.clone()))
+                        .max_decoding_message_size(REQUEST_LIMIT),
                     auth.clone(),
                 )),
             )
-            .add_service(grpc_web.layer(pb::admin_server::AdminServer::with_interceptor(
-                Admin { shared: shared.clone() },
-                auth.clone(),
-            )))
-            .add_service(grpc_web.layer(pb::agent_desk_server::AgentDeskServer::with_interceptor(
-                AgentDesk { shared: shared.clone() },
-                auth,
-            )));
+            .add_service(
+                grpc_web.layer(InterceptedService::new(
+                    pb::admin_server::AdminServer::new(Admin { shared: shared.clone() })
+                        .max_decoding_message_size(REQUEST_LIMIT),
+                    auth.clone(),
+                )),
+            )
+            .add_service(
+                grpc_web.layer(InterceptedService::new(
+                    pb::agent_desk_server::AgentDeskServer::new(AgentDesk { shared: shared.clone() })
+                        .max_decoding_message_size(REQUEST_LIMIT),
+                    auth,
+                )),
+            );
         // Anything that is not an RPC is the dashboard.
         let routes: tonic::service::Routes = routes.into_axum_router().fallback(crate::web::asset).into();
-        let mut builder = tonic::transport::Server::builder().accept_http1(true);
+        let limits = &shared.config.limits;
+        let keepalive = Duration::from_secs_f64(limits.keepalive_s);
+        // Keepalive pings find a peer that vanished without closing its
+        // connection (its calls then end as dropped).
+        let mut builder = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(keepalive))
+            .http2_keepalive_timeout(Some(keepalive))
+            .max_concurrent_streams(Some(limits.max_concurrent_streams));
         if let Some(tls) = tls {
             builder = builder.tls_config(tls).context("bad TLS certificate or key")?;
         }

@@ -1,12 +1,15 @@
 //! What call sessions share: the live-call slots, the session threads that
 //! hold them, and the transcript filter.
 //!
-//! A call takes a slot (a semaphore permit) before anything is allocated
-//! for it and gives it back only when its session has fully ended (stored,
-//! published, removed from the live calls). So `limits.max_calls` holds
-//! however many calls start at once, and shutdown waits for the sessions by
-//! taking every slot back.
+//! A call takes a slot (a semaphore permit, and one of its agent's
+//! `limits.calls_per_agent`) before anything is allocated for it and gives
+//! it back only when its session has fully ended (stored, published,
+//! removed from the live calls). Both are taken without waiting and
+//! atomically (the permit by the semaphore, the agent's count under one
+//! lock), so neither limit is overshot however many calls start at once,
+//! and shutdown waits for the sessions by taking every permit back.
 
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -18,19 +21,52 @@ use crate::transcript_filter::TranscriptFilter;
 pub struct Sessions {
     slots: Arc<Semaphore>,
     max: u32,
+    per_agent: usize,
+    /// Live calls by agent (agents with none are removed).
+    agents: Arc<Mutex<HashMap<String, usize>>>,
     /// Session threads by call id; finished ones are pruned as calls start.
     threads: Mutex<Vec<(String, JoinHandle<()>)>>,
     filter: Arc<dyn TranscriptFilter>,
 }
 
+/// Why no slot was free.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Full {
+    /// All `limits.max_calls` are taken.
+    Calls,
+    /// The agent already streams `limits.calls_per_agent` calls.
+    Agent,
+}
+
+/// One live call's place: held by its session until the call is stored.
+pub struct Slot {
+    _permit: OwnedSemaphorePermit,
+    agent: String,
+    agents: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut agents = self.agents.lock().expect("poisoned");
+        if let Some(n) = agents.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                agents.remove(&self.agent);
+            }
+        }
+    }
+}
+
 impl Sessions {
-    pub fn new(max_calls: usize, filter: Arc<dyn TranscriptFilter>) -> Self {
+    pub fn new(max_calls: usize, calls_per_agent: usize, filter: Arc<dyn TranscriptFilter>) -> Self {
         let max = u32::try_from(max_calls)
             .unwrap_or(u32::MAX)
             .min(Semaphore::MAX_PERMITS as u32);
         Self {
             slots: Arc::new(Semaphore::new(max as usize)),
             max,
+            per_agent: calls_per_agent,
+            agents: Arc::default(),
             threads: Mutex::new(Vec::new()),
             filter,
         }
@@ -41,9 +77,20 @@ impl Sessions {
         self.filter.clone()
     }
 
-    /// A slot for one call, or `None` when all are taken. Never waits.
-    pub fn slot(&self) -> Option<OwnedSemaphorePermit> {
-        self.slots.clone().try_acquire_owned().ok()
+    /// A slot for one call of `agent`, or which limit is reached. Never waits.
+    pub fn slot(&self, agent: &str) -> Result<Slot, Full> {
+        let mut agents = self.agents.lock().expect("poisoned");
+        let n = agents.get(agent).copied().unwrap_or(0);
+        if n >= self.per_agent {
+            return Err(Full::Agent);
+        }
+        let permit = self.slots.clone().try_acquire_owned().map_err(|_| Full::Calls)?;
+        agents.insert(agent.to_owned(), n + 1);
+        Ok(Slot {
+            _permit: permit,
+            agent: agent.to_owned(),
+            agents: self.agents.clone(),
+        })
     }
 
     /// Calls holding a slot.
@@ -93,19 +140,40 @@ mod tests {
 
     #[test]
     fn slots_run_out_and_come_back() {
-        let sessions = Sessions::new(2, Arc::new(Verbatim));
-        let a = sessions.slot().unwrap();
-        let _b = sessions.slot().unwrap();
-        assert!(sessions.slot().is_none());
+        let sessions = Sessions::new(2, 1, Arc::new(Verbatim));
+        let a = sessions.slot("a1").unwrap();
+        assert_eq!(sessions.slot("a1").err(), Some(Full::Agent));
+        let _b = sessions.slot("a2").unwrap();
+        assert_eq!(sessions.slot("a3").err(), Some(Full::Calls));
         assert_eq!(sessions.running(), 2);
         drop(a);
-        assert!(sessions.slot().is_some());
+        assert!(sessions.slot("a1").is_ok());
+        assert_eq!(sessions.agents.lock().unwrap().len(), 1, "a1's count went back to none");
+    }
+
+    #[test]
+    fn neither_limit_is_overshot_by_a_race() {
+        let sessions = Arc::new(Sessions::new(8, 2, Arc::new(Verbatim)));
+        let start = Arc::new(std::sync::Barrier::new(100));
+        let threads: Vec<_> = (0..100)
+            .map(|i| {
+                let (sessions, start) = (sessions.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    sessions.slot(&format!("a{}", i % 5))
+                })
+            })
+            .collect();
+        let taken: Vec<Slot> = threads.into_iter().filter_map(|t| t.join().unwrap().ok()).collect();
+        assert_eq!(taken.len(), 8);
+        let agents = sessions.agents.lock().unwrap();
+        assert!(agents.values().all(|&n| n <= 2), "{agents:?}");
     }
 
     #[tokio::test]
     async fn drain_waits_for_sessions_and_no_longer_than_the_deadline() {
-        let sessions = Sessions::new(4, Arc::new(Verbatim));
-        let quick = sessions.slot().unwrap();
+        let sessions = Sessions::new(4, 1, Arc::new(Verbatim));
+        let quick = sessions.slot("a1").unwrap();
         sessions
             .spawn("quick", move || {
                 std::thread::sleep(Duration::from_millis(100));
@@ -121,9 +189,9 @@ mod tests {
             "{waited:?}"
         );
 
-        let sessions = Sessions::new(4, Arc::new(Verbatim));
+        let sessions = Sessions::new(4, 1, Arc::new(Verbatim));
         let (release, stuck) = std::sync::mpsc::channel::<()>();
-        let slot = sessions.slot().unwrap();
+        let slot = sessions.slot("a1").unwrap();
         sessions
             .spawn("a-stuck-call-with-a-long-id", move || {
                 let _ = stuck.recv();

@@ -46,7 +46,13 @@ pub enum FrameError {
         len: usize,
         width: usize,
     },
+    #[error("sequence jumps from {expected} to {got}: more than {max_gap_s} s of missing audio")]
+    Jump { expected: u64, got: u64, max_gap_s: f64 },
 }
+
+/// The longest silence a sequence gap may stand for unless the inlet is
+/// told otherwise ([`PendingInlet::max_gap`]).
+pub const DEFAULT_MAX_GAP_S: f64 = 10.0;
 
 /// Decodes one packet, appending its samples to `out`. F32LE may carry any
 /// value (NaN, inf, 1e6); the ring repairs and counts those on the way in
@@ -113,6 +119,7 @@ pub struct NetworkSource {
 pub struct PendingInlet {
     encoding: Encoding,
     rate: u32,
+    max_gap_s: f64,
     writers: oneshot::Receiver<Vec<RingWriter>>,
     ended: std::sync::mpsc::Sender<()>,
 }
@@ -131,6 +138,7 @@ pub fn network_source(format: SourceFormat, encoding: Encoding) -> (NetworkSourc
         PendingInlet {
             encoding,
             rate,
+            max_gap_s: DEFAULT_MAX_GAP_S,
             writers: writers_rx,
             ended: ended_tx,
         },
@@ -161,6 +169,13 @@ impl Running for NetworkRunning {
 }
 
 impl PendingInlet {
+    /// The longest silence one sequence gap may stand for; a longer jump
+    /// is refused ([`FrameError::Jump`]).
+    pub fn max_gap(mut self, seconds: f64) -> Self {
+        self.max_gap_s = seconds;
+        self
+    }
+
     /// Waits for the pipeline to start the source.
     pub async fn open(self) -> Result<Inlet> {
         let writers = self
@@ -170,6 +185,7 @@ impl PendingInlet {
         Ok(Inlet {
             encoding: self.encoding,
             rate: self.rate,
+            max_gap_s: self.max_gap_s,
             channels: writers
                 .into_iter()
                 .map(|writer| ChannelInlet {
@@ -190,6 +206,7 @@ impl PendingInlet {
 pub struct Inlet {
     encoding: Encoding,
     rate: u32,
+    max_gap_s: f64,
     channels: Vec<ChannelInlet>,
     scratch: Vec<f32>,
     _ended: std::sync::mpsc::Sender<()>,
@@ -203,15 +220,14 @@ struct ChannelInlet {
     repeats: u64,
 }
 
-/// Silence written for one sequence gap at most: a peer that skips a million
-/// numbers must not stall the call for hours of made-up audio.
-const MAX_GAP_FILL_S: f64 = 2.0;
-
 impl Inlet {
     /// Decodes packet `seq` of `channel` and writes it, waiting for room.
     /// A gap in the sequence is filled with silence (as long as the missing
     /// packets, assumed this packet's size); a repeat is dropped. Both are
-    /// counted. `channel` must be a valid index (checked by the caller).
+    /// counted. A jump standing for more than `max_gap_s` of audio is
+    /// refused: a peer that skips a billion numbers must not make up hours
+    /// of call (nor, at `u64::MAX`, wrap the sequence). `channel` must be a
+    /// valid index (checked by the caller).
     pub async fn push(&mut self, channel: usize, seq: u64, data: &[u8]) -> Result<(), FrameError> {
         self.scratch.clear();
         decode(self.encoding, data, &mut self.scratch)?;
@@ -224,12 +240,22 @@ impl Inlet {
         }
         if seq > ch.next_seq {
             let missing = seq - ch.next_seq;
+            let fill = missing.saturating_mul(self.scratch.len() as u64);
+            let most = (self.max_gap_s * f64::from(rate)) as u64;
+            // Counting packets too: a jump in packets of no samples fills nothing.
+            if fill > most || missing > most {
+                return Err(FrameError::Jump {
+                    expected: ch.next_seq,
+                    got: seq,
+                    max_gap_s: self.max_gap_s,
+                });
+            }
             ch.gaps += missing;
             metrics::counter!("callwatch_ingest_missing_packets_total").increment(missing);
-            let fill = (missing.saturating_mul(self.scratch.len() as u64)).min((MAX_GAP_FILL_S * rate as f64) as u64);
             self.scratch.splice(0..0, std::iter::repeat_n(0.0, fill as usize));
         }
-        ch.next_seq = seq + 1;
+        // No wrap: reaching u64::MAX takes a jump, refused above.
+        ch.next_seq = seq.saturating_add(1);
         ch.samples += self.scratch.len() as u64;
         let mut rest = &self.scratch[..];
         while !rest.is_empty() {
@@ -334,6 +360,41 @@ mod tests {
         assert!(matches!(pushed, Ok(Ok(()))), "the push kept waiting for room");
     }
 
+    #[tokio::test]
+    async fn a_jump_longer_than_the_gap_limit_is_refused_and_nothing_counted() {
+        let format = SourceFormat {
+            sample_rate: 8000,
+            channels: vec![crate::audio::Channel::Agent],
+        };
+        let (source, pending) = network_source(format, Encoding::MuLaw);
+        let (writer, mut reader) = crate::buffer::ring(8000 * 4);
+        let _running = Box::new(source).start(vec![writer]).unwrap();
+        let mut inlet = pending.max_gap(2.0).open().await.unwrap();
+        let packet = [0x80u8; 160]; // 20 ms
+        inlet.push(0, 0, &packet).await.unwrap();
+        // 99 packets missing: 1.98 s, within the limit.
+        inlet.push(0, 100, &packet).await.unwrap();
+        assert_eq!(inlet.gaps(), [99]);
+        for jump in [202, 1_000_000_101, u64::MAX] {
+            let err = inlet.push(0, jump, &packet).await.unwrap_err();
+            assert_eq!(
+                err,
+                FrameError::Jump {
+                    expected: 101,
+                    got: jump,
+                    max_gap_s: 2.0
+                },
+                "{err}"
+            );
+        }
+        // Packets of no samples stand for no silence, but count as packets.
+        assert!(matches!(inlet.push(0, 50_000, &[]).await, Err(FrameError::Jump { .. })));
+        assert_eq!((inlet.gaps(), inlet.received_s()), (vec![99], 101.0 * 0.02));
+        let mut got = Vec::new();
+        reader.read_into(&mut got);
+        assert_eq!(got.len(), 101 * 160);
+    }
+
     /// A float stream with NaN, inf and 1e6 reaches the ring as silence and
     /// clipped samples, counted; the packet is kept, not refused.
     #[tokio::test]
@@ -376,6 +437,7 @@ mod tests {
                     }
                 }
                 Err(FrameError::PartialSample { len, width, .. }) => prop_assert!(len % width != 0),
+                Err(jump) => prop_assert!(false, "decoding knows no sequence: {}", jump),
             }
             if out.len() != 1 { prop_assert_eq!(out[0], 0.5) }
         }

@@ -5,7 +5,9 @@
 //! response stream, encoded as `ServerMessage`s.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use tokio::time::Instant;
 use tokio_stream::adapters::Map;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
@@ -28,14 +30,26 @@ pub struct Ingest {
 
 type Reply = Result<pb::ServerMessage, Status>;
 
+/// Longest name a softphone may send (call id, agent, team, transfer
+/// target): each is stored with the call and sent with every event.
+const MAX_NAME_BYTES: usize = 128;
+
 /// Checks `CallStart` and says what call it opens.
 pub fn check_start(start: &pb::CallStart) -> Result<CallSpec, Status> {
     let invalid = |m: String| Err(Status::invalid_argument(format!("CallStart: {m}")));
-    if start.call_id.is_empty() || start.call_id.len() > 128 {
+    if start.call_id.is_empty() || start.call_id.len() > MAX_NAME_BYTES {
         return invalid("call_id must be 1 to 128 characters".into());
     }
     if start.agent_id.is_empty() {
         return invalid("agent_id is empty".into());
+    }
+    for (field, value) in [("agent_id", &start.agent_id), ("team", &start.team)] {
+        if value.len() > MAX_NAME_BYTES {
+            return invalid(format!(
+                "{field} is {} bytes, over the limit of {MAX_NAME_BYTES}",
+                value.len()
+            ));
+        }
     }
     let encoding = match pb::Encoding::try_from(start.encoding) {
         Ok(pb::Encoding::Pcm16le) => Encoding::Pcm16Le,
@@ -93,6 +107,12 @@ pub fn control(c: &pb::CallControl) -> Result<(ControlKind, Option<String>), Abo
             return Err(Abort::BadInput(format!("CallControl: unknown action {}", c.action)));
         }
     };
+    if c.transfer_to.len() > MAX_NAME_BYTES {
+        return Err(Abort::BadInput(format!(
+            "CallControl: transfer_to is {} bytes, over the limit of {MAX_NAME_BYTES}",
+            c.transfer_to.len()
+        )));
+    }
     if kind == ControlKind::Transfer && c.transfer_to.is_empty() {
         return Err(Abort::BadInput(
             "CallControl TRANSFER needs transfer_to: the recipient's name".into(),
@@ -105,7 +125,7 @@ fn refused(refusal: Refusal) -> Status {
     let message = refusal.to_string();
     match refusal {
         Refusal::ShuttingDown => Status::unavailable(message),
-        Refusal::Busy(_) => Status::resource_exhausted(message),
+        Refusal::Busy(_) | Refusal::AgentBusy(..) => Status::resource_exhausted(message),
         Refusal::Live(_) | Refusal::Stored(_) => Status::already_exists(message),
         Refusal::Internal(_) => Status::internal(message),
     }
@@ -125,6 +145,7 @@ fn reply(outgoing: Outgoing) -> Reply {
         Outgoing::Retraction(retraction) => Out::Retraction(retraction),
         Outgoing::Ended(ended) => Out::Ended(ended),
         Outgoing::Aborted(why @ Abort::BadInput(_)) => return Err(Status::invalid_argument(why.to_string())),
+        Outgoing::Aborted(why @ Abort::TooLarge(_)) => return Err(Status::resource_exhausted(why.to_string())),
         Outgoing::Aborted(why @ Abort::ShuttingDown) => return Err(Status::unavailable(why.to_string())),
         Outgoing::Aborted(why @ Abort::Fault(_)) => return Err(Status::internal(why.to_string())),
         Outgoing::Failed => return Err(Status::internal("the call's session failed; see the server log")),
@@ -141,8 +162,27 @@ impl pb::call_ingest_server::CallIngest for Ingest {
         request: Request<Streaming<pb::ClientMessage>>,
     ) -> Result<Response<Self::StreamCallStream>, Status> {
         let who = auth::identity(&request)?;
+        let limits = &self.shared.config.limits;
         let mut inbound = request.into_inner();
-        let start = match inbound.message().await?.and_then(|m| m.message) {
+        let first = tokio::time::timeout(Duration::from_secs_f64(limits.start_timeout_s), inbound.message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "no CallStart within {} s (limits.start_timeout_s)",
+                    limits.start_timeout_s
+                ))
+            })?;
+        let first = match first {
+            Ok(first) => first,
+            Err(status) => {
+                return Err(match unreadable(&status) {
+                    Some(Abort::TooLarge(m)) => Status::resource_exhausted(m),
+                    Some(why) => Status::invalid_argument(why.to_string()),
+                    None => status,
+                })
+            }
+        };
+        let start = match first.and_then(|m| m.message) {
             Some(In::Start(start)) => start,
             Some(In::Audio(_)) => {
                 return Err(Status::invalid_argument(
@@ -159,36 +199,108 @@ impl pb::call_ingest_server::CallIngest for Ingest {
         let spec = check_start(&start)?;
         who.may_stream_as(&start.agent_id)?;
         let (handle, replies) = session::open(&self.shared, spec).await.map_err(refused)?;
-        tokio::spawn(feed(handle, inbound));
+        let timeouts = Timeouts {
+            idle: Duration::from_secs_f64(limits.idle_timeout_s),
+            call: Duration::from_secs_f64(limits.max_call_s),
+            burst: (!who.fast).then(|| Duration::from_secs_f64(limits.pace_burst_s)),
+        };
+        tokio::spawn(feed(handle, inbound, timeouts));
         Ok(Response::new(
             ReceiverStream::new(replies).map(reply as fn(Outgoing) -> Reply),
         ))
     }
 }
 
+/// How long a call's stream may go without audio, and how long it may last.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    call: Duration,
+    /// How far the audio may run ahead of real time; `None`: unpaced.
+    burst: Option<Duration>,
+}
+
+/// Why a stream's message could not be read, when the fault is the
+/// message's (tonic reports both as statuses of its own choosing): too
+/// large (over the service's decode limit), or not a `ClientMessage`.
+/// `None`: the connection failed or went away.
+fn unreadable(status: &Status) -> Option<Abort> {
+    match status.code() {
+        tonic::Code::OutOfRange | tonic::Code::ResourceExhausted => Some(Abort::TooLarge(format!(
+            "a message over the size limit (limits.max_chunk_bytes): {}",
+            status.message()
+        ))),
+        tonic::Code::Internal
+            if status.message().starts_with("failed to decode") || status.message().starts_with("protocol error") =>
+        {
+            Some(Abort::BadInput(format!("a malformed message: {}", status.message())))
+        }
+        _ => None,
+    }
+}
+
 /// Feeds the stream's messages to the call until it ends, one way or
 /// another. Shutdown interrupts it even while it waits for room in the
 /// call's rings or reply queue.
-async fn feed(mut call: CallHandle, mut inbound: Streaming<pb::ClientMessage>) {
+async fn feed(mut call: CallHandle, mut inbound: Streaming<pb::ClientMessage>, timeouts: Timeouts) {
     let stopping = call.stopping();
     let ending = tokio::select! {
-        ending = pump(&mut call, &mut inbound) => ending,
+        ending = pump(&mut call, &mut inbound, timeouts) => ending,
         _ = stopping => Ending::Aborted(Abort::ShuttingDown),
     };
+    if let Ending::Dropped(why) = &ending {
+        tracing::warn!(call = %call.info().call_id, "call dropped: {why}");
+    }
     call.finish(ending);
 }
 
-async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>) -> Ending {
+async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>, timeouts: Timeouts) -> Ending {
+    let opened = Instant::now();
+    let mut heard = opened;
+    let mut first_audio = None;
     loop {
-        let message = match inbound.message().await {
-            Ok(Some(m)) => m,
-            // Closed without END, or the connection went away.
-            Ok(None) | Err(_) => return Ending::Dropped,
+        // Only the wait for the far end counts: time spent waiting for room
+        // in the call's own rings is the server's.
+        let idle_at = heard + timeouts.idle;
+        let over_at = opened + timeouts.call;
+        let message = match tokio::time::timeout_at(idle_at.min(over_at), inbound.message()).await {
+            Ok(Ok(Some(m))) => m,
+            Ok(Ok(None)) => return Ending::Dropped("the stream closed without END".into()),
+            Ok(Err(status)) => {
+                return match unreadable(&status) {
+                    Some(why) => Ending::Aborted(why),
+                    None => Ending::Dropped(format!("the connection failed: {}", status.message())),
+                }
+            }
+            Err(_) if over_at <= idle_at => {
+                return Ending::Dropped(format!(
+                    "the call lasted {} s, the limit (limits.max_call_s)",
+                    timeouts.call.as_secs_f64()
+                ))
+            }
+            Err(_) => {
+                return Ending::Dropped(format!(
+                    "no audio for {} s (limits.idle_timeout_s)",
+                    timeouts.idle.as_secs_f64()
+                ))
+            }
         };
         match message.message {
             Some(In::Audio(audio)) => {
                 if let Err(why) = call.audio(audio.channel as usize, audio.seq, &audio.data).await {
                     return Ending::Aborted(why);
+                }
+                heard = Instant::now();
+                // Pacing: audio ahead of real time by more than the burst
+                // waits here, unread, so HTTP/2 flow control holds the
+                // sender back (nothing is buffered for it) and one client
+                // cannot fill the shared transcriber queue.
+                if let Some(burst) = timeouts.burst {
+                    let due = *first_audio.get_or_insert(heard) + Duration::from_secs_f64(call.receipt().received_s);
+                    if due > heard + burst {
+                        tokio::time::sleep_until(due - burst).await;
+                        heard = Instant::now();
+                    }
                 }
             }
             Some(In::Control(c)) => match control(&c) {
@@ -273,6 +385,16 @@ mod tests {
         });
         assert!(m.contains("agent_id is empty"), "{m}");
         let m = refusal(pb::CallStart {
+            agent_id: "a".repeat(129),
+            ..start()
+        });
+        assert!(m.contains("agent_id is 129 bytes, over the limit of 128"), "{m}");
+        let m = refusal(pb::CallStart {
+            team: "t".repeat(1 << 20),
+            ..start()
+        });
+        assert!(m.contains("team is 1048576 bytes"), "{m}");
+        let m = refusal(pb::CallStart {
             encoding: 99,
             ..start()
         });
@@ -318,6 +440,9 @@ mod tests {
             Ok((ControlKind::Transfer, Some("Billing desk".into())))
         );
         assert!(matches!(control(&c(Action::Transfer, "")), Err(Abort::BadInput(m)) if m.contains("transfer_to")));
+        assert!(
+            matches!(control(&c(Action::Transfer, &"x".repeat(200))), Err(Abort::BadInput(m)) if m.contains("transfer_to is 200 bytes"))
+        );
         assert!(
             matches!(control(&c(Action::Unspecified, "")), Err(Abort::BadInput(m)) if m.contains("unknown action"))
         );

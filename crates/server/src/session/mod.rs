@@ -45,7 +45,8 @@ use callwatch_core::rules::config::ControlKind;
 use callwatch_core::rules::{CallRules, Control};
 use callwatch_core::time::now_unix_ms;
 
-pub use crate::slots::Sessions;
+use crate::slots::Full;
+pub use crate::slots::{Sessions, Slot};
 pub use crate::transcript_filter::{TranscriptFilter, Verbatim};
 
 /// Messages queued for the adapter (see the module's queue policy).
@@ -70,6 +71,8 @@ pub enum Refusal {
     ShuttingDown,
     #[error("{0} calls are streaming, the configured limit (limits.max_calls)")]
     Busy(usize),
+    #[error("agent {0:?} already streams {1} call(s), the configured limit (limits.calls_per_agent)")]
+    AgentBusy(String, usize),
     #[error("call {0:?} is already streaming")]
     Live(String),
     #[error("call {0:?} is already in the store: call ids are never reused")]
@@ -83,6 +86,9 @@ pub enum Refusal {
 pub enum Abort {
     #[error("{0}")]
     BadInput(String),
+    /// A message over a size limit.
+    #[error("{0}")]
+    TooLarge(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     /// The call's own pipeline failed (a panic in its front end); other
@@ -96,8 +102,9 @@ pub enum Abort {
 pub enum Ending {
     /// The far end ended the call.
     Ended,
-    /// The connection went away without an end.
-    Dropped,
+    /// The connection went away without an end, or went silent (a
+    /// timeout); why.
+    Dropped(String),
     Aborted(Abort),
 }
 
@@ -151,10 +158,11 @@ pub async fn open(shared: &Arc<Shared>, spec: CallSpec) -> Result<(CallHandle, m
     if *shared.shutdown.borrow() {
         return Err(Refusal::ShuttingDown);
     }
-    let slot = shared
-        .sessions
-        .slot()
-        .ok_or(Refusal::Busy(shared.config.limits.max_calls))?;
+    let limits = &shared.config.limits;
+    let slot = shared.sessions.slot(&spec.agent_id).map_err(|full| match full {
+        Full::Calls => Refusal::Busy(limits.max_calls),
+        Full::Agent => Refusal::AgentBusy(spec.agent_id.clone(), limits.calls_per_agent),
+    })?;
     let info = pb::CallInfo {
         call_id: spec.call_id.clone(),
         agent_id: spec.agent_id.clone(),
@@ -190,6 +198,7 @@ pub async fn open(shared: &Arc<Shared>, spec: CallSpec) -> Result<(CallHandle, m
         _ => return Err(unlist(Refusal::Internal("cannot record the call in the store".into()))),
     }
     let (source, inlet) = network_source(spec.format.clone(), spec.encoding);
+    let inlet = inlet.max_gap(limits.max_gap_ms as f64 / 1000.0);
     let pipeline = Call::start(Box::new(source), shared.pool.clone(), config)
         .map_err(|e| unlist(Refusal::Internal(format!("cannot start the call's pipeline: {e:#}"))))?;
     // The pipeline has started its source: the inlet opens at once.
@@ -272,7 +281,7 @@ impl CallHandle {
             )));
         }
         if data.len() > self.max_chunk_bytes {
-            return Err(Abort::BadInput(format!(
+            return Err(Abort::TooLarge(format!(
                 "audio packet {seq} of channel {channel} is {} bytes, over the limit of {} (limits.max_chunk_bytes)",
                 data.len(),
                 self.max_chunk_bytes
@@ -336,7 +345,7 @@ impl CallHandle {
             repeats = ?inlet.repeats(),
             "call stream closed"
         );
-        if ending == Ending::Dropped {
+        if matches!(ending, Ending::Dropped(_)) {
             let _ = self.inputs.send(Input::Control(Control {
                 t_s: received_s,
                 kind: ControlKind::Dropped,
@@ -352,6 +361,6 @@ impl CallHandle {
 impl Drop for CallHandle {
     /// A handle let go without [`CallHandle::finish`] is a dropped call.
     fn drop(&mut self) {
-        self.close(Ending::Dropped);
+        self.close(Ending::Dropped("the adapter let the call go without an end".into()));
     }
 }

@@ -45,7 +45,13 @@ pub struct Publisher<'a> {
     /// The revision of the scorecard last published.
     scorecard_revision: Option<u64>,
     gate: NudgeGate,
+    /// When the live call's progress was last stored.
+    progress_at: Option<std::time::Instant>,
 }
+
+/// Wall time between stored progress records of a live call: how far a
+/// call's end may lie before the end a restart gives it after a crash.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 pub fn feed_event(event: pb::alert_event::Event) -> pb::AlertEvent {
     pb::AlertEvent {
@@ -76,6 +82,7 @@ impl<'a> Publisher<'a> {
             raised: HashMap::new(),
             scorecard_revision: None,
             gate: NudgeGate::default(),
+            progress_at: None,
         }
     }
 
@@ -191,6 +198,22 @@ impl<'a> Publisher<'a> {
         let card = filter::scorecard(self.filter, pb::Scorecard::from(card));
         *self.call.scorecard.lock().expect("poisoned") = card.clone();
         self.call.publish(Update::Scorecard(card));
+    }
+
+    /// Stores how far the live call has got (audio, alerts, scorecard, the
+    /// time as its provisional end), at most every `PROGRESS_EVERY`: a
+    /// server killed mid-call then closes it on restart as it was (see
+    /// `Sqlite::open`), not as an empty call.
+    pub fn progress(&mut self) -> anyhow::Result<()> {
+        if self.progress_at.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+            return Ok(());
+        }
+        self.progress_at = Some(std::time::Instant::now());
+        let mut info = self.call.info();
+        info.ended_unix_ms = now_unix_ms();
+        let card = self.call.scorecard.lock().expect("poisoned").clone();
+        info.score = card.score;
+        self.store.end_call(&info, Some(&card))
     }
 
     /// The call is over: `info` (its final state) and its scorecard into

@@ -6,11 +6,11 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, OwnedSemaphorePermit};
+use tokio::sync::mpsc;
 
 use super::activity::Activity;
 use super::publish::Publisher;
-use super::{Abort, Ending, Input, Outgoing};
+use super::{Abort, Ending, Input, Outgoing, Slot};
 use crate::calls::LiveCall;
 use crate::context::Shared;
 use crate::filter::Meta;
@@ -34,7 +34,7 @@ pub(super) struct Session {
     pub filter: Arc<dyn TranscriptFilter>,
     pub inputs: std::sync::mpsc::Receiver<Input>,
     pub replies: mpsc::Sender<Outgoing>,
-    pub slot: OwnedSemaphorePermit,
+    pub slot: Slot,
 }
 
 /// What the adapter has said so far.
@@ -63,7 +63,8 @@ impl Inputs {
                 Err(_) => break,
             }
         }
-        self.ending.unwrap_or(Ending::Dropped)
+        self.ending
+            .unwrap_or_else(|| Ending::Dropped("the adapter went away without an end".into()))
     }
 }
 
@@ -104,7 +105,7 @@ impl Session {
             }
             let (state, reason) = match &ending {
                 Ending::Ended => (pb::CallState::Ended, String::new()),
-                Ending::Dropped => (pb::CallState::Dropped, "the stream closed without END".to_owned()),
+                Ending::Dropped(why) => (pb::CallState::Dropped, why.clone()),
                 Ending::Aborted(why) => (pb::CallState::Aborted, why.to_string()),
             };
             let mut info = call.info();
@@ -113,9 +114,14 @@ impl Session {
             info.ended_unix_ms = now_unix_ms();
             info.audio_s = audio_s;
             info.alerts = publisher.alerts();
-            let card = engine.scorecard();
-            info.score = pb::Scorecard::from(card).score;
-            publisher.ended(info, card)
+            // Final however the call ended; a call not judged to its end
+            // keeps its pending items pending.
+            let mut card = engine.scorecard().clone();
+            if !card.is_final {
+                card.finish();
+            }
+            info.score = pb::Scorecard::from(&card).score;
+            publisher.ended(info, &card)
         });
         shared.calls.remove(&meta.call_id);
         let last = match (ending, ended) {
@@ -188,6 +194,9 @@ fn follow(
             publisher.output(output)?;
         }
         publisher.scorecard(engine.scorecard());
+        if matches!(event, Event::Tick { .. }) {
+            publisher.progress()?;
+        }
     }
     // The event stream has closed, so the front end is done, one way or the other.
     let (audio_s, fault) = match pipeline.join() {
@@ -195,8 +204,15 @@ fn follow(
         Err(e) => (heard_s, Some(format!("{e:#}"))),
     };
     inputs.take(|c| engine.control(c));
-    for output in engine.finish(audio_s) {
-        publisher.output(output)?;
+    // The end-of-call verdicts ("never said…", a dropped call's callback)
+    // judge a call that ran its course. A call without audio had nothing
+    // to judge, and an aborted one (bad input, a fault, shutdown) keeps
+    // what was judged up to its abort.
+    let aborted = fault.is_some() || matches!(inputs.ending, Some(Ending::Aborted(_)));
+    if audio_s > 0.0 && !aborted {
+        for output in engine.finish(audio_s) {
+            publisher.output(output)?;
+        }
     }
     publisher.agent_speaking(false);
     Ok(Followed { audio_s, engine, fault })

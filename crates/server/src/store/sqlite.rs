@@ -113,14 +113,53 @@ impl Sqlite {
         )
         .and_then(|_| conn.execute_batch(SCHEMA))
         .with_context(|| format!("{}: not a callwatch store", path.display()))?;
-        let orphans = conn.execute(
-            "UPDATE calls SET state = ?1, reason = 'the server stopped during the call' WHERE state = ?2",
-            params![pb::CallState::Aborted as i32, pb::CallState::Live as i32],
-        )?;
+        let store = Self { conn: Mutex::new(conn) };
+        let orphans = store.close_orphans()?;
         if orphans > 0 {
             tracing::warn!(orphans, "calls left live by the previous run marked aborted");
         }
-        Ok(Self { conn: Mutex::new(conn) })
+        Ok(store)
+    }
+
+    /// Closes the calls a previous run left live (it stopped without
+    /// finishing them, e.g. killed): aborted, ended at their last stored
+    /// progress (the start when there was none), with the alerts the feed
+    /// holds for them, and their end in the feed like any call's.
+    fn close_orphans(&self) -> Result<usize> {
+        let orphans: Vec<String> = {
+            let conn = self.conn();
+            let mut stmt = conn.prepare("SELECT call_id FROM calls WHERE state = ?1")?;
+            let ids = stmt.query_map(params![pb::CallState::Live as i32], |r| r.get(0))?;
+            ids.collect::<rusqlite::Result<_>>()?
+        };
+        for call_id in &orphans {
+            self.conn().execute(
+                "UPDATE calls SET state = ?2, reason = 'the server stopped during the call',
+                    ended_ms = CASE WHEN ended_ms = 0 THEN started_ms ELSE ended_ms END,
+                    alerts = (SELECT COUNT(*) FILTER (WHERE kind = 'alert') - COUNT(*) FILTER (WHERE kind = 'retraction')
+                              FROM feed WHERE call_id = ?1)
+                 WHERE call_id = ?1",
+                params![call_id, pb::CallState::Aborted as i32],
+            )?;
+            let (call, scorecard) = self.call(call_id)?.context("a call vanished from the store")?;
+            let meta = Meta {
+                call_id: call.call_id.clone(),
+                team: call.team.clone(),
+                agent_id: call.agent_id.clone(),
+                severity: None,
+                rule_id: None,
+            };
+            let ended = pb::AlertEvent {
+                at_unix_ms: call.ended_unix_ms,
+                event: Some(pb::alert_event::Event::CallEnded(pb::CallEnded {
+                    call: Some(call),
+                    scorecard,
+                })),
+                ..Default::default()
+            };
+            self.append(&meta, &ended)?;
+        }
+        Ok(orphans.len())
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
@@ -532,5 +571,73 @@ pub(crate) mod tests {
             .execute("UPDATE audit SET actor = 'someone else'", [])
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
+    }
+
+    /// A call whose session stored progress before the process died is
+    /// closed as it was then: its end, audio, alerts and scorecard, and its
+    /// end reaches the feed once.
+    #[test]
+    fn a_killed_calls_progress_survives_as_its_end() {
+        let (store, dir) = fresh();
+        let meta = Meta {
+            call_id: "c1".into(),
+            team: "t".into(),
+            agent_id: "a1".into(),
+            ..Default::default()
+        };
+        let mut info = pb::CallInfo {
+            call_id: "c1".into(),
+            team: "t".into(),
+            agent_id: "a1".into(),
+            state: pb::CallState::Live as i32,
+            started_unix_ms: 1_000,
+            ..Default::default()
+        };
+        store.begin_call(&info).unwrap();
+        for (kind, id) in [("alert", 1), ("alert", 2), ("retraction", 1), ("alert", 3)] {
+            let event = if kind == "alert" {
+                pb::alert_event::Event::Alert(pb::Alert {
+                    id,
+                    call_id: "c1".into(),
+                    ..Default::default()
+                })
+            } else {
+                pb::alert_event::Event::Retraction(pb::Retraction {
+                    call_id: "c1".into(),
+                    alert_id: id,
+                })
+            };
+            let event = pb::AlertEvent {
+                event: Some(event),
+                ..Default::default()
+            };
+            store.append(&meta, &event).unwrap();
+        }
+        info.ended_unix_ms = 9_000;
+        info.audio_s = 7.5;
+        let card = pb::Scorecard {
+            score: Some(0.5),
+            ..Default::default()
+        };
+        store.end_call(&info, Some(&card)).unwrap();
+        drop(store);
+        for _ in 0..2 {
+            let reopened = Sqlite::open(dir.path()).unwrap();
+            let (info, card) = reopened.call("c1").unwrap().unwrap();
+            assert_eq!(info.state, pb::CallState::Aborted as i32);
+            assert_eq!((info.ended_unix_ms, info.audio_s, info.alerts), (9_000, 7.5, 2));
+            assert_eq!(card.unwrap().score, Some(0.5));
+            let ends: Vec<_> = reopened
+                .feed_after(Cursor(0), 100)
+                .unwrap()
+                .into_iter()
+                .filter_map(|e| match e.event.event {
+                    Some(pb::alert_event::Event::CallEnded(ended)) => Some(ended),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(ends.len(), 1, "once, however often the store is reopened");
+            assert_eq!(ends[0].call.as_ref().unwrap().ended_unix_ms, 9_000);
+        }
     }
 }
