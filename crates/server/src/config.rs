@@ -36,6 +36,10 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
     pub auth: Auth,
+    /// Each agent's team, decided here and not by the softphone (see
+    /// [`crate::agents`]); empty: softphones name their own team.
+    #[serde(default)]
+    pub agents: Vec<AgentEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -68,6 +72,13 @@ pub struct Auth {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub team: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct TokenEntry {
     pub token: String,
     /// `agent:<id>`, `supervisor:<team>`, `supervisor:*` or `admin`.
@@ -94,6 +105,7 @@ impl Default for ServeConfig {
             },
             tls: None,
             auth: Auth::default(),
+            agents: Vec::new(),
         }
     }
 }
@@ -106,7 +118,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 11] = [
+const SETTINGS: [&str; 12] = [
     "listen",
     "data",
     "metrics_listen",
@@ -118,6 +130,7 @@ const SETTINGS: [&str; 11] = [
     "limits",
     "tls",
     "auth",
+    "agents",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -160,6 +173,7 @@ impl ServeConfig {
             bail!("bad configuration: no [[auth.tokens]]: every request would be refused; add tables with `token` and `role`");
         }
         self.tokens()?;
+        crate::agents::check(&self.agents)?;
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }

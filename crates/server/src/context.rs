@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
+use crate::agents::Roster;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::desks::Desks;
@@ -58,6 +59,8 @@ impl LoadedRules {
 /// What every RPC handler shares.
 pub struct Shared {
     pub config: ServeConfig,
+    /// Each agent's team (from `config.agents`).
+    pub agents: Roster,
     pub pool: Arc<Pool>,
     pub store: Arc<dyn CallStore>,
     pub feed: Arc<dyn Feed>,

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod agents;
 pub mod auth;
 pub mod calls;
 pub mod config;

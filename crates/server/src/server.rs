@@ -94,7 +94,12 @@ impl Server {
         };
         let (stop, shutdown) = watch::channel(false);
         let grace = Duration::from_secs_f64(config.shutdown_grace_s);
+        let agents = crate::agents::Roster::new(&config.agents);
+        if !agents.configured() {
+            tracing::warn!("no [[agents]] in the configuration: each softphone names its own call's team");
+        }
         let shared = Arc::new(Shared {
+            agents,
             feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
             store,
             pool: Arc::new(pool),

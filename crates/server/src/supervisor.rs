@@ -42,6 +42,13 @@ fn not_found(call_id: &str) -> Status {
     Status::not_found(format!("no call {call_id:?}"))
 }
 
+/// A call outside the caller's teams is answered exactly as one that does
+/// not exist, so no token learns which call ids exist elsewhere, or their
+/// team.
+fn in_scope(who: &auth::Identity, team: &str, call_id: &str) -> Result<(), Status> {
+    who.may_supervise(team).map_err(|_| not_found(call_id))
+}
+
 #[tonic::async_trait]
 impl pb::supervisor_server::Supervisor for Supervisor {
     type WatchAlertsStream = ReceiverStream<Result<pb::AlertEvent, Status>>;
@@ -77,6 +84,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::WatchCallRequest>,
     ) -> Result<Response<Self::WatchCallStream>, Status> {
         let who = auth::identity(&request)?;
+        // Agents are told they may not watch before anything is looked up.
+        who.teams_for("")?;
         self.shared.accepting()?;
         let call_id = request.into_inner().call_id;
         let live = self.shared.calls.get(&call_id);
@@ -89,7 +98,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             Some(Update::Call(info)) => Some(info.team.clone()),
             _ => None,
         });
-        who.may_supervise(team.as_deref().unwrap_or_default())?;
+        in_scope(&who, team.as_deref().unwrap_or_default(), &call_id)?;
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
         let shared = self.shared.clone();
         tokio::spawn(async move {
@@ -151,12 +160,13 @@ impl pb::supervisor_server::Supervisor for Supervisor {
 
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         let who = auth::identity(&request)?;
+        who.teams_for("")?;
         let call_id = request.into_inner().call_id;
         let id = call_id.clone();
         let mut record = in_store(&self.shared, move |s| s.store.record(&id))
             .await?
             .ok_or_else(|| not_found(&call_id))?;
-        who.may_supervise(record.call.as_ref().map_or("", |c| c.team.as_str()))?;
+        in_scope(&who, record.call.as_ref().map_or("", |c| c.team.as_str()), &call_id)?;
         if let Some(live) = self.shared.calls.get(&call_id) {
             record.call = Some(live.info());
             record.scorecard = Some(live.scorecard.lock().expect("poisoned").clone());
@@ -182,6 +192,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         request: Request<pb::AcknowledgeAlertRequest>,
     ) -> Result<Response<pb::Acknowledgement>, Status> {
         let who = auth::identity(&request)?;
+        who.teams_for("")?;
         let req = request.into_inner();
         let shared = self.shared.clone();
         let claimed = tokio::task::spawn_blocking(move || -> Result<pb::Acknowledgement, Status> {
@@ -191,7 +202,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
                 .call(&req.call_id)
                 .map_err(internal)?
                 .ok_or_else(|| not_found(&req.call_id))?;
-            who.may_supervise(&info.team)?;
+            in_scope(&who, &info.team, &req.call_id)?;
             let claimable = || -> Result<Meta, Status> {
                 match shared.store.check_claim(&req.call_id, req.alert_id).map_err(internal)? {
                     Ok(meta) => Ok(meta),

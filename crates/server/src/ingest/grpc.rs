@@ -156,8 +156,9 @@ impl pb::call_ingest_server::CallIngest for Ingest {
             }
             None => return Err(Status::invalid_argument("the stream ended before CallStart")),
         };
-        let spec = check_start(&start)?;
+        let mut spec = check_start(&start)?;
         who.may_stream_as(&start.agent_id)?;
+        spec.team = self.shared.agents.team_of(&spec.agent_id, &spec.team)?;
         let (handle, replies) = session::open(&self.shared, spec).await.map_err(refused)?;
         tokio::spawn(feed(handle, inbound));
         Ok(Response::new(
