@@ -13,8 +13,11 @@ use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use tonic::{Request, Status};
+
+use crate::lockout::Lockout;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -127,18 +130,32 @@ pub fn identity<T>(req: &Request<T>) -> Result<Identity, Status> {
         .ok_or_else(|| Status::unauthenticated("no credentials"))
 }
 
-/// Token → identity, from the config.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<HashMap<String, Identity>>);
+/// Token → identity, from the config, and the failed attempts per peer
+/// (see [`crate::lockout`]).
+#[derive(Clone, Default)]
+pub struct Tokens {
+    tokens: Arc<HashMap<String, Identity>>,
+    lockout: Arc<Lockout>,
+}
 
 impl Tokens {
     pub fn new(tokens: impl IntoIterator<Item = (String, Identity)>) -> Self {
-        Self(Arc::new(tokens.into_iter().collect()))
+        Self {
+            tokens: Arc::new(tokens.into_iter().collect()),
+            lockout: Arc::default(),
+        }
     }
 
-    /// The interceptor: `authorization: Bearer <token>`.
+    /// The interceptor: `authorization: Bearer <token>`. A peer that sent
+    /// too many unknown tokens is refused until its window ends.
     #[allow(clippy::result_large_err)] // tonic's interceptor signature
     pub fn authenticate(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let peer = req.remote_addr().map(|a| a.ip());
+        if let Some(left) = peer.and_then(|p| self.lockout.locked(p, Instant::now())) {
+            return Err(Status::resource_exhausted(format!(
+                "too many unknown tokens from this address; try again in {left} s"
+            )));
+        }
         let header = req
             .metadata()
             .get("authorization")
@@ -148,11 +165,17 @@ impl Tokens {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("the authorization metadata must be \"Bearer <token>\""))?;
-        let identity = self
-            .0
-            .get(token.trim())
-            .cloned()
-            .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        let Some(identity) = self.tokens.get(token.trim()).cloned() else {
+            // Logged without the token: a near miss is half a secret.
+            match peer {
+                Some(peer) => {
+                    let failures = self.lockout.failed(peer, Instant::now());
+                    tracing::warn!(%peer, failures, "a request with an unknown token");
+                }
+                None => tracing::warn!("a request with an unknown token"),
+            }
+            return Err(Status::unauthenticated("unknown token"));
+        };
         req.extensions_mut().insert(identity);
         Ok(req)
     }

@@ -13,6 +13,7 @@ use crate::config::ServeConfig;
 use crate::desks::Desks;
 use crate::feed::Feed;
 use crate::slots::Sessions;
+use crate::store::watched::Watched;
 use crate::store::CallStore;
 use callwatch_asr::transcribe::pool::Pool;
 use callwatch_core::rules::builtin;
@@ -62,7 +63,10 @@ pub struct Shared {
     /// Each agent's team (from `config.agents`).
     pub agents: Roster,
     pub pool: Arc<Pool>,
+    /// The store (through `store_health`).
     pub store: Arc<dyn CallStore>,
+    /// Whether the store can be written (see [`Watched`]).
+    pub store_health: Arc<Watched>,
     pub feed: Arc<dyn Feed>,
     pub calls: Calls,
     /// Live-call slots and session threads.

@@ -24,11 +24,14 @@ pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
+pub mod lockout;
+pub mod rpc_metrics;
 pub mod server;
 pub mod session;
 pub mod slots;
 pub mod store;
 pub mod supervisor;
+pub mod tls;
 pub mod transcript_filter;
 pub mod web;
 

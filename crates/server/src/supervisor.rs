@@ -74,6 +74,9 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         };
         // Behind this queue, the feed's own per-subscriber queue, then the store.
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
+        if filter.team.is_none() {
+            tokio::spawn(service_alerts(&self.shared, tx.clone()));
+        }
         let feed = self.shared.feed.clone();
         tokio::spawn(feed.follow(filter, start, tx, self.shared.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -237,6 +240,35 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             live.publish(Update::Acknowledgement(claimed.clone()));
         }
         Ok(Response::new(claimed))
+    }
+}
+
+/// Alerts about the service itself (the store failing: see
+/// `store::watched`) to a watcher of every team, until it goes away or the
+/// server stops. They are not in the store, so they have no cursor.
+fn service_alerts(
+    shared: &Arc<Shared>,
+    tx: mpsc::Sender<Result<pb::AlertEvent, Status>>,
+) -> impl std::future::Future<Output = ()> {
+    let mut alerts = shared.store_health.service_alerts();
+    let mut shutdown = shared.shutdown.clone();
+    async move {
+        loop {
+            let alert = tokio::select! {
+                a = alerts.recv() => a,
+                _ = tx.closed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match alert {
+                Ok(alert) => {
+                    if tx.send(Ok(alert)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 }
 

@@ -104,7 +104,7 @@ pub fn control(c: &pb::CallControl) -> Result<(ControlKind, Option<String>), Abo
 fn refused(refusal: Refusal) -> Status {
     let message = refusal.to_string();
     match refusal {
-        Refusal::ShuttingDown => Status::unavailable(message),
+        Refusal::ShuttingDown | Refusal::StoreFailed(_) => Status::unavailable(message),
         Refusal::Busy(_) => Status::resource_exhausted(message),
         Refusal::Live(_) | Refusal::Stored(_) => Status::already_exists(message),
         Refusal::Internal(_) => Status::internal(message),
@@ -125,7 +125,9 @@ fn reply(outgoing: Outgoing) -> Reply {
         Outgoing::Retraction(retraction) => Out::Retraction(retraction),
         Outgoing::Ended(ended) => Out::Ended(ended),
         Outgoing::Aborted(why @ Abort::BadInput(_)) => return Err(Status::invalid_argument(why.to_string())),
-        Outgoing::Aborted(why @ Abort::ShuttingDown) => return Err(Status::unavailable(why.to_string())),
+        Outgoing::Aborted(why @ (Abort::ShuttingDown | Abort::StoreFailed(_))) => {
+            return Err(Status::unavailable(why.to_string()))
+        }
         Outgoing::Aborted(why @ Abort::Fault(_)) => return Err(Status::internal(why.to_string())),
         Outgoing::Failed => return Err(Status::internal("the call's session failed; see the server log")),
     };

@@ -9,6 +9,7 @@
 //! — see [`once_key`].
 
 pub mod sqlite;
+pub mod watched;
 
 #[cfg(test)]
 pub(crate) mod contract;
