@@ -81,18 +81,16 @@ impl Tls {
     }
 
     /// Checks the files every [`POLL`] until shutdown.
-    pub fn watch_files(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> {
-        async move {
-            let mut tick = tokio::time::interval(POLL);
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {}
-                    _ = shutdown.wait_for(|stop| *stop) => return,
-                }
-                let tls = self.clone();
-                // File reads block: off the runtime.
-                let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
+    pub async fn watch_files(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(POLL);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = shutdown.wait_for(|stop| *stop) => return,
             }
+            let tls = self.clone();
+            // File reads block: off the runtime.
+            let _ = tokio::task::spawn_blocking(move || tls.reload_if_changed()).await;
         }
     }
 
