@@ -1,7 +1,7 @@
 //! Server reflection in both versions generic tools speak: v1 (grpcurl,
 //! grpcui) and v1alpha (Python's grpcio-reflection, older grpcurl,
 //! Postman), each listing the services and describing one, from a real
-//! server over loopback.
+//! server over loopback; it needs a token unless configured open.
 
 mod common;
 
@@ -18,8 +18,11 @@ const SERVICES: [&str; 5] = [
     "grpc.health.v1.Health",
 ];
 
-async fn start(data: &std::path::Path) -> (Server, tonic::transport::Channel) {
+type Authed = tonic::service::interceptor::InterceptedService<tonic::transport::Channel, callwatch_client::Bearer>;
+
+async fn start(data: &std::path::Path, reflection_open: bool) -> (Server, Authed) {
     let mut cfg = ServeConfig {
+        reflection_open,
         listen: "127.0.0.1:0".parse().unwrap(),
         data: data.to_owned(),
         model: Some(q8_model()),
@@ -39,8 +42,8 @@ async fn start(data: &std::path::Path) -> (Server, tonic::transport::Channel) {
         token: "token-admin".into(),
         ca: None,
     };
-    let (channel, _) = conn.channel().await.unwrap();
-    (server, channel)
+    let (channel, bearer) = conn.channel().await.unwrap();
+    (server, Authed::new(channel, bearer))
 }
 
 /// One reflection exchange per version; the two generated modules have the
@@ -72,7 +75,7 @@ macro_rules! ask {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reflection_v1_and_v1alpha_list_and_describe_the_services() {
     let dir = tempfile::tempdir().unwrap();
-    let (server, channel) = start(dir.path()).await;
+    let (server, channel) = start(dir.path(), false).await;
 
     {
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
@@ -104,4 +107,36 @@ async fn reflection_v1_and_v1alpha_list_and_describe_the_services() {
         }
     }
     server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_needs_a_token_unless_configured_open() {
+    use tonic_reflection::pb::v1::{
+        server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
+        ServerReflectionRequest,
+    };
+    let list = || {
+        tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }])
+    };
+    for open in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (server, _) = start(dir.path(), open).await;
+        let anonymous = tonic::transport::Endpoint::from_shared(format!("http://{}", server.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let reply = ServerReflectionClient::new(anonymous)
+            .server_reflection_info(list())
+            .await;
+        match (open, reply) {
+            (false, Err(status)) => assert_eq!(status.code(), tonic::Code::Unauthenticated),
+            (true, Ok(mut replies)) => assert!(replies.get_mut().message().await.unwrap().is_some()),
+            (open, reply) => panic!("reflection_open = {open}: {:?}", reply.map(|_| "a stream")),
+        }
+        server.stop().await.unwrap();
+    }
 }

@@ -271,13 +271,17 @@ async fn each_role_reaches_only_its_scope() {
         ),
         Code::PermissionDenied
     );
-    let denied = billing
+    // Another team's call is answered as a call that does not exist.
+    let hidden = billing
         .get_call(pb::GetCallRequest {
             call_id: "sale-1".into(),
         })
         .await
         .unwrap_err();
-    assert_eq!(denied.code(), Code::PermissionDenied);
+    assert_eq!(
+        (hidden.code(), hidden.message()),
+        (Code::NotFound, "no call \"sale-1\"")
+    );
     let denied = billing
         .watch_alerts(pb::WatchAlertsRequest {
             team: "sales".into(),
@@ -305,8 +309,11 @@ async fn each_role_reaches_only_its_scope() {
         alert_id,
         note: "on it".into(),
     };
-    let denied = billing.acknowledge_alert(ack("sale-1", sales_alert)).await.unwrap_err();
-    assert_eq!(denied.code(), Code::PermissionDenied);
+    let hidden = billing.acknowledge_alert(ack("sale-1", sales_alert)).await.unwrap_err();
+    assert_eq!(
+        (hidden.code(), hidden.message()),
+        (Code::NotFound, "no call \"sale-1\"")
+    );
     let billing_alert = billing
         .get_call(pb::GetCallRequest {
             call_id: "bill-1".into(),

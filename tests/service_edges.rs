@@ -275,6 +275,7 @@ async fn health_reflection_and_tls() {
     cfg.tls = Some(callwatch_server::config::TlsFiles {
         cert: cert_path.clone(),
         key: key_path,
+        client_ca: None,
     });
     let server = Server::start(cfg).await.unwrap();
     let tls = Connection {
@@ -282,7 +283,7 @@ async fn health_reflection_and_tls() {
         token: SUP_ALL.into(),
         ca: Some(cert_path),
     };
-    let (channel, _) = tls.channel().await.unwrap();
+    let (channel, bearer) = tls.channel().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
     let status = health
         .check(tonic_health::pb::HealthCheckRequest {
@@ -308,7 +309,7 @@ async fn health_reflection_and_tls() {
         server_reflection_client::ServerReflectionClient, server_reflection_request::MessageRequest,
         server_reflection_response::MessageResponse, ServerReflectionRequest,
     };
-    let mut reflection = ServerReflectionClient::new(channel);
+    let mut reflection = ServerReflectionClient::with_interceptor(channel, bearer);
     let request = ServerReflectionRequest {
         host: String::new(),
         message_request: Some(MessageRequest::ListServices(String::new())),

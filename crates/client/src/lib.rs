@@ -393,7 +393,10 @@ pub async fn watch(
                 .into_inner();
             backoff = Duration::from_millis(250);
             while let Some(event) = stream.message().await.map_err(status_error_keep)? {
-                resume_after = event.cursor.clone();
+                // Service alerts are not stored and carry no cursor.
+                if !event.cursor.is_empty() {
+                    resume_after = event.cursor.clone();
+                }
                 on_event(&event);
                 if matches!(event.event, Some(pb::alert_event::Event::CallEnded(_))) {
                     ended += 1;

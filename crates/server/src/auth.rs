@@ -12,10 +12,13 @@
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use sha2::{Digest as _, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status};
+
+use crate::lockout::Lockout;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Role {
@@ -160,22 +163,29 @@ pub fn parse_sha256(hex: &str) -> Result<Digest, String> {
     Ok(digest)
 }
 
-/// Token digests → identities, from the config. Tokens are kept and
-/// compared only as SHA-256 digests, every entry each time and in constant
-/// time: how long a refusal takes says nothing about how close a guess was.
-#[derive(Debug, Clone, Default)]
-pub struct Tokens(Arc<Vec<(Digest, Identity)>>);
+/// Token digests → identities, from the config, and the failed attempts
+/// per peer (see [`crate::lockout`]). Tokens are kept and compared only as
+/// SHA-256 digests, every entry each time and in constant time: how long a
+/// refusal takes says nothing about how close a guess was.
+#[derive(Clone, Default)]
+pub struct Tokens {
+    tokens: Arc<Vec<(Digest, Identity)>>,
+    lockout: Arc<Lockout>,
+}
 
 impl Tokens {
     pub fn new(tokens: impl IntoIterator<Item = (Digest, Identity)>) -> Self {
-        Self(Arc::new(tokens.into_iter().collect()))
+        Self {
+            tokens: Arc::new(tokens.into_iter().collect()),
+            lockout: Arc::default(),
+        }
     }
 
     /// The identity of `token`, if the config lists it.
     pub fn find(&self, token: &str) -> Option<Identity> {
         let presented = sha256(token);
         let mut found = None;
-        for (digest, identity) in self.0.iter() {
+        for (digest, identity) in self.tokens.iter() {
             if bool::from(digest.ct_eq(&presented)) {
                 found = Some(identity);
             }
@@ -183,9 +193,16 @@ impl Tokens {
         found.cloned()
     }
 
-    /// The interceptor: `authorization: Bearer <token>`.
+    /// The interceptor: `authorization: Bearer <token>`. A peer that sent
+    /// too many unknown tokens is refused until its window ends.
     #[allow(clippy::result_large_err)] // tonic's interceptor signature
     pub fn authenticate(&self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let peer = req.remote_addr().map(|a| a.ip());
+        if let Some(left) = peer.and_then(|p| self.lockout.locked(p, Instant::now())) {
+            return Err(Status::resource_exhausted(format!(
+                "too many unknown tokens from this address; try again in {left} s"
+            )));
+        }
         let header = req
             .metadata()
             .get("authorization")
@@ -195,9 +212,17 @@ impl Tokens {
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
             .ok_or_else(|| Status::unauthenticated("the authorization metadata must be \"Bearer <token>\""))?;
-        let identity = self
-            .find(token.trim())
-            .ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        let Some(identity) = self.find(token.trim()) else {
+            // Logged without the token: a near miss is half a secret.
+            match peer {
+                Some(peer) => {
+                    let failures = self.lockout.failed(peer, Instant::now());
+                    tracing::warn!(%peer, failures, "a request with an unknown token");
+                }
+                None => tracing::warn!("a request with an unknown token"),
+            }
+            return Err(Status::unauthenticated("unknown token"));
+        };
         req.extensions_mut().insert(identity);
         Ok(req)
     }

@@ -16,8 +16,13 @@ use crate::auth::{self, Identity, Role, Tokens};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServeConfig {
-    /// gRPC address.
+    /// gRPC address. Anything but loopback needs `[tls]` or
+    /// `allow_plaintext`.
     pub listen: SocketAddr,
+    /// Serve without TLS on a non-loopback address (and metrics there):
+    /// only on purpose, and warned about at start.
+    #[serde(default)]
+    pub allow_plaintext: bool,
     /// Store and state.
     pub data: PathBuf,
     /// Prometheus metrics over HTTP (`/metrics`); off when absent.
@@ -33,6 +38,10 @@ pub struct ServeConfig {
     pub rules: Option<PathBuf>,
     /// Seconds in-flight calls get to finish on SIGINT/SIGTERM.
     pub shutdown_grace_s: f64,
+    /// Server reflection without a token (it lists every service, Admin
+    /// included); by default it needs one, like the services.
+    #[serde(default)]
+    pub reflection_open: bool,
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
     pub auth: Auth,
@@ -40,6 +49,10 @@ pub struct ServeConfig {
     pub store: StoreConfig,
     #[serde(default)]
     pub privacy: Privacy,
+    /// Each agent's team, decided here and not by the softphone (see
+    /// [`crate::agents`]); empty: softphones name their own team.
+    #[serde(default)]
+    pub agents: Vec<AgentEntry>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -80,6 +93,10 @@ pub struct TlsFiles {
     pub cert: PathBuf,
     /// PEM private key.
     pub key: PathBuf,
+    /// PEM CA certificate(s): when set, every client must present a
+    /// certificate signed by one of them (mutual TLS).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -87,6 +104,13 @@ pub struct TlsFiles {
 pub struct Auth {
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub team: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -154,6 +178,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:50051".parse().expect("valid address"),
+            allow_plaintext: false,
             data: PathBuf::from("callwatch-data"),
             metrics_listen: None,
             model: None,
@@ -161,6 +186,7 @@ impl Default for ServeConfig {
             threads: 1,
             rules: None,
             shutdown_grace_s: 10.0,
+            reflection_open: false,
             limits: Limits {
                 max_calls: 64,
                 max_chunk_bytes: 64 * 1024,
@@ -178,6 +204,7 @@ impl Default for ServeConfig {
             auth: Auth::default(),
             store: StoreConfig::default(),
             privacy: Privacy::default(),
+            agents: Vec::new(),
         }
     }
 }
@@ -190,8 +217,9 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 13] = [
+const SETTINGS: [&str; 16] = [
     "listen",
+    "allow_plaintext",
     "data",
     "metrics_listen",
     "model",
@@ -199,11 +227,13 @@ const SETTINGS: [&str; 13] = [
     "threads",
     "rules",
     "shutdown_grace_s",
+    "reflection_open",
     "limits",
     "tls",
     "auth",
     "store",
     "privacy",
+    "agents",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -250,6 +280,7 @@ impl ServeConfig {
         if self.privacy.retention_days == Some(0) {
             bail!("bad configuration: privacy.retention_days must be ≥ 1 (leave it out to keep calls forever)");
         }
+        crate::agents::check(&self.agents)?;
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }
@@ -275,13 +306,44 @@ impl ServeConfig {
             bail!("bad configuration: limits.calls_per_agent, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
         }
         if let Some(tls) = &self.tls {
-            for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)] {
+            let ca = tls.client_ca.as_ref().map(|ca| ("tls.client_ca", ca));
+            for (what, path) in [("tls.cert", &tls.cert), ("tls.key", &tls.key)].into_iter().chain(ca) {
                 if !path.is_file() {
                     bail!("bad configuration: {what}: {} is not a file", path.display());
                 }
             }
         }
+        self.check_exposure()
+    }
+
+    /// Plaintext only on loopback, unless `allow_plaintext`: the gRPC
+    /// port without `[tls]`, and the metrics listener (always plaintext).
+    pub fn check_exposure(&self) -> Result<()> {
+        if self.allow_plaintext {
+            return Ok(());
+        }
+        if self.tls.is_none() && !self.listen.ip().is_loopback() {
+            bail!(
+                "refusing to serve plaintext on {}: add [tls] cert and key, listen on 127.0.0.1, or set allow_plaintext = true",
+                self.listen
+            );
+        }
+        if let Some(metrics) = self.metrics_listen.filter(|m| !m.ip().is_loopback()) {
+            bail!(
+                "refusing to serve metrics (plaintext HTTP) on {metrics}: use a loopback metrics_listen such as 127.0.0.1:9464, or set allow_plaintext = true"
+            );
+        }
         Ok(())
+    }
+
+    /// What goes over the network in the clear, for the start-up warning.
+    pub fn plaintext_exposed(&self) -> Vec<SocketAddr> {
+        let grpc = (self.tls.is_none()).then_some(self.listen);
+        [grpc, self.metrics_listen]
+            .into_iter()
+            .flatten()
+            .filter(|a| !a.ip().is_loopback())
+            .collect()
     }
 
     pub fn tokens(&self) -> Result<Tokens> {
@@ -372,6 +434,7 @@ mod tests {
         assert!(err(&format!("[limits]\ncalls_per_agent = 0\n{TOKENS}")).contains("limits.calls_per_agent"));
         assert!(err(&format!("[tls]\ncert = \"/nope.pem\"\nkey = \"/nope.key\"\n{TOKENS}")).contains("tls.cert"));
         assert!(err(&format!("[privacy]\nretention_days = 0\n{TOKENS}")).contains("retention_days"));
+        assert!(err(&format!("[[agents]]\nid = \"a1\"\nteam = \"\"\n{TOKENS}")).contains("agents[0].team"));
     }
 
     #[test]
@@ -425,5 +488,32 @@ mod tests {
         assert!(err(&both).contains("give one, not both"));
         std::fs::write(&file, "\n").unwrap();
         assert!(err(&format!("[store]\nkey_file = {:?}\n{TOKENS}", file)).contains("the store key is empty"));
+    }
+
+    #[test]
+    fn plaintext_only_on_loopback_unless_allowed() {
+        let err = format!(
+            "{:#}",
+            load(&format!("listen = \"0.0.0.0:50051\"\n{TOKENS}")).unwrap_err()
+        );
+        assert!(
+            err.contains("refusing to serve plaintext on 0.0.0.0:50051") && err.contains("allow_plaintext"),
+            "{err}"
+        );
+        assert!(!err.contains('\n'), "one line: {err}");
+        let err = format!(
+            "{:#}",
+            load(&format!("metrics_listen = \"0.0.0.0:9464\"\n{TOKENS}")).unwrap_err()
+        );
+        assert!(err.contains("metrics") && err.contains("0.0.0.0:9464"), "{err}");
+        let open = load(&format!(
+            "listen = \"0.0.0.0:50051\"\nmetrics_listen = \"[::]:9464\"\nallow_plaintext = true\n{TOKENS}"
+        ))
+        .unwrap();
+        assert_eq!(open.plaintext_exposed().len(), 2);
+        assert!(load(&format!("listen = \"[::1]:50051\"\n{TOKENS}"))
+            .unwrap()
+            .plaintext_exposed()
+            .is_empty());
     }
 }

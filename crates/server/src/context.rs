@@ -7,12 +7,14 @@ use std::sync::{Arc, RwLock};
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 
+use crate::agents::Roster;
 use crate::audit::Audit;
 use crate::calls::Calls;
 use crate::config::ServeConfig;
 use crate::desks::Desks;
 use crate::feed::Feed;
 use crate::slots::Sessions;
+use crate::store::watched::Watched;
 use crate::store::CallStore;
 use callwatch_asr::transcribe::pool::Pool;
 use callwatch_core::rules::builtin;
@@ -59,9 +61,14 @@ impl LoadedRules {
 /// What every RPC handler shares.
 pub struct Shared {
     pub config: ServeConfig,
+    /// Each agent's team (from `config.agents`).
+    pub agents: Roster,
     pub pool: Arc<Pool>,
+    /// The store (through `store_health`).
     pub store: Arc<dyn CallStore>,
     pub audit: Audit,
+    /// Whether the store can be written (see [`Watched`]).
+    pub store_health: Arc<Watched>,
     pub feed: Arc<dyn Feed>,
     pub calls: Calls,
     /// Live-call slots and session threads.

@@ -14,6 +14,7 @@
 
 pub mod admin;
 pub mod agent;
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod calls;
@@ -24,12 +25,15 @@ pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
+pub mod lockout;
 pub mod retention;
+pub mod rpc_metrics;
 pub mod server;
 pub mod session;
 pub mod slots;
 pub mod store;
 pub mod supervisor;
+pub mod tls;
 pub mod transcript_filter;
 pub mod web;
 

@@ -1,19 +1,14 @@
 //! `callwatch serve`: the services on one port, with health, reflection,
 //! access control, optional TLS, Prometheus metrics and graceful shutdown.
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Identity as TlsIdentity, ServerTlsConfig};
 
 use tower::Layer as _;
 
@@ -28,10 +23,13 @@ use crate::feed::hub::Hub;
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
+use crate::rpc_metrics::RpcMetrics;
 use crate::slots::Sessions;
 use crate::store::sqlite::Sqlite;
+use crate::store::watched::Watched;
 use crate::store::CallStore;
 use crate::supervisor::Supervisor;
+use crate::tls::Tls;
 use crate::transcript_filter::{TranscriptFilter, Verbatim};
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
@@ -50,6 +48,7 @@ pub struct Server {
     task: JoinHandle<Result<(), tonic::transport::Error>>,
     grace: Duration,
     shared: Arc<Shared>,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -60,13 +59,30 @@ impl Server {
 
     /// [`Server::start`], with every word leaving a call session passing `filter`.
     pub async fn start_filtered(config: ServeConfig, filter: Arc<dyn TranscriptFilter>) -> Result<Self> {
-        let tokens = config.tokens()?;
-        let rules = LoadedRules::load(config.rules.as_deref())?;
         // The store before the model: a wrong key is told at once.
         let key = config.store.key()?;
         let data = config.data.clone();
         let store: Arc<dyn CallStore> =
             Arc::new(tokio::task::spawn_blocking(move || Sqlite::open_keyed(&data, key.as_deref())).await??);
+        Self::start_with_store(config, filter, store).await
+    }
+
+    /// [`Server::start_filtered`] on `store` instead of the SQLite file in
+    /// `config.data` (tests put a fault-injecting store here).
+    pub async fn start_with_store(
+        config: ServeConfig,
+        filter: Arc<dyn TranscriptFilter>,
+        store: Arc<dyn CallStore>,
+    ) -> Result<Self> {
+        config.check_exposure()?;
+        for addr in config.plaintext_exposed() {
+            tracing::warn!(%addr, "allow_plaintext: serving without TLS on a network address");
+        }
+        let tokens = config.tokens()?;
+        let tls = config.tls.as_ref().map(Tls::load).transpose()?;
+        let rules = LoadedRules::load(config.rules.as_deref())?;
+        let store_health = Arc::new(Watched::new(store));
+        let store: Arc<dyn CallStore> = store_health.clone();
         let audit = Audit::start(store.clone())?;
         let model_path = callwatch_asr::model::locate(config.model.as_deref())?;
         let defaults = PoolConfig::default();
@@ -99,19 +115,18 @@ impl Server {
             .await
             .with_context(|| format!("cannot listen on {}", config.listen))?;
         let addr = listener.local_addr()?;
-        let tls = match &config.tls {
-            Some(files) => {
-                let read = |p: &Path| std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()));
-                Some(ServerTlsConfig::new().identity(TlsIdentity::from_pem(read(&files.cert)?, read(&files.key)?)))
-            }
-            None => None,
-        };
         let (stop, shutdown) = watch::channel(false);
         let grace = Duration::from_secs_f64(config.shutdown_grace_s);
+        let agents = crate::agents::Roster::new(&config.agents);
+        if !agents.configured() {
+            tracing::warn!("no [[agents]] in the configuration: each softphone names its own call's team");
+        }
         let shared = Arc::new(Shared {
+            agents,
             feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
             store,
             audit: audit.clone(),
+            store_health: store_health.clone(),
             pool: Arc::new(pool),
             calls: Calls::default(),
             sessions: Sessions::new(config.limits.max_calls, config.limits.calls_per_agent, filter),
@@ -129,6 +144,11 @@ impl Server {
             .set_serving::<pb::supervisor_server::SupervisorServer<Supervisor>>()
             .await;
         health.set_serving::<pb::admin_server::AdminServer<Admin>>().await;
+        tokio::spawn(report_store_health(
+            health.clone(),
+            store_health.healthy(),
+            shutdown.clone(),
+        ));
         // Both reflection versions: grpcurl and grpcui speak v1; Python's
         // grpcio-reflection, older grpcurl and Postman speak only v1alpha.
         let reflection = || {
@@ -153,6 +173,13 @@ impl Server {
                 ));
             })
         };
+        // Reflection lists every service, Admin included: a token unless
+        // configured open.
+        let reflection_open = shared.config.reflection_open;
+        let reflection_auth = {
+            let auth = auth.clone();
+            move |req| if reflection_open { Ok(req) } else { auth(req) }
+        };
         // A softphone's largest message is an audio packet and its framing.
         let ingest_message_limit = shared.config.limits.max_chunk_bytes + INGEST_OVERHEAD;
         // Browsers speak gRPC-web (HTTP/1.1 without TLS); the services they
@@ -160,8 +187,8 @@ impl Server {
         // possible from a browser, so CallIngest stays gRPC only.
         let grpc_web = tonic_web::GrpcWebLayer::new();
         let routes = tonic::service::Routes::new(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(InterceptedService::new(reflection_v1, reflection_auth.clone()))
+            .add_service(InterceptedService::new(reflection_v1alpha, reflection_auth))
             .add_service(InterceptedService::new(
                 pb::call_ingest_server::CallIngestServer::new(Ingest { shared: shared.clone() })
                     .max_decoding_message_size(ingest_message_limit),
@@ -194,27 +221,29 @@ impl Server {
         let keepalive = Duration::from_secs_f64(limits.keepalive_s);
         // Keepalive pings find a peer that vanished without closing its
         // connection (its calls then end as dropped).
-        let mut builder = tonic::transport::Server::builder()
+        let router = tonic::transport::Server::builder()
             .accept_http1(true)
             .http2_keepalive_interval(Some(keepalive))
             .http2_keepalive_timeout(Some(keepalive))
-            .max_concurrent_streams(Some(limits.max_concurrent_streams));
-        if let Some(tls) = tls {
-            builder = builder.tls_config(tls).context("bad TLS certificate or key")?;
-        }
-        let router = builder
+            .max_concurrent_streams(Some(limits.max_concurrent_streams))
             .layer(tower::layer::layer_fn(|inner| RpcMetrics { inner }))
             .add_routes(routes);
-        let mut stopping = shutdown;
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
-            async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-                health
-                    .set_not_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
-                    .await;
-            },
-        ));
+        let mut stopping = shutdown.clone();
+        let stopped = async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            health
+                .set_not_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
+                .await;
+        };
+        let task = match &tls {
+            Some(tls) => {
+                tokio::spawn(tls.clone().watch_files(shutdown));
+                tokio::spawn(router.serve_with_incoming_shutdown(tls.clone().incoming(listener), stopped))
+            }
+            None => tokio::spawn(
+                router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopped),
+            ),
+        };
         tracing::info!(%addr, "callwatch serving");
         Ok(Self {
             addr,
@@ -222,7 +251,14 @@ impl Server {
             task,
             grace,
             shared,
+            tls,
         })
+    }
+
+    /// Re-reads the TLS certificate, key and client CA for new connections
+    /// (SIGHUP); the open ones go on. Without `[tls]`, nothing to do.
+    pub fn reload_tls(&self) -> Result<()> {
+        self.tls.as_ref().map_or(Ok(()), |tls| tls.reload())
     }
 
     /// The alert feed (for its figures).
@@ -254,68 +290,52 @@ impl Server {
     }
 }
 
+/// Health follows the store: NOT_SERVING (the whole server, and
+/// `CallIngest`) while it cannot be written, SERVING again once it can.
+async fn report_store_health(
+    health: tonic_health::server::HealthReporter,
+    mut healthy: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    use tonic_health::ServingStatus;
+    loop {
+        tokio::select! {
+            changed = healthy.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let status = if *healthy.borrow_and_update() {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        health.set_service_status("", status).await;
+        health
+            .set_service_status(
+                <pb::call_ingest_server::CallIngestServer<Ingest> as tonic::server::NamedService>::NAME,
+                status,
+            )
+            .await;
+    }
+}
+
 /// Serves until SIGINT or SIGTERM, then stops gracefully.
 pub async fn run(config: ServeConfig) -> Result<()> {
     let server = Server::start(config).await?;
     println!("callwatch serving on {}", server.addr);
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = term.recv() => break,
+            _ = hangup.recv() => match server.reload_tls() {
+                Ok(()) => eprintln!("SIGHUP: TLS files re-read"),
+                Err(e) => eprintln!("SIGHUP: the TLS files cannot be used, the previous ones stay: {e:#}"),
+            },
+        }
     }
     eprintln!("shutting down: finishing calls in progress");
     server.stop().await?;
     Ok(())
-}
-
-/// Per-RPC request counts (gRPC and gRPC-web) and time to the response's start, by method and
-/// the status the response started with (streams report later errors in
-/// their trailers, not here).
-#[derive(Clone)]
-struct RpcMetrics<S> {
-    inner: S,
-}
-
-impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for RpcMetrics<S>
-where
-    S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
-    S::Future: Send + 'static,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
-        // Dashboard files are not RPCs.
-        let rpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
-        if !rpc {
-            return Box::pin(self.inner.call(req));
-        }
-        let method = req.uri().path().to_owned();
-        let started = Instant::now();
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let response = response.await;
-            let code = match &response {
-                Ok(r) => r
-                    .headers()
-                    .get("grpc-status")
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("0")
-                    .to_owned(),
-                Err(_) => "transport".to_owned(),
-            };
-            metrics::counter!("callwatch_rpc_requests_total", "method" => method.clone(), "code" => code).increment(1);
-            metrics::histogram!("callwatch_rpc_response_seconds", "method" => method)
-                .record(started.elapsed().as_secs_f64());
-            response
-        })
-    }
 }

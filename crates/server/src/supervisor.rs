@@ -43,6 +43,13 @@ fn not_found(call_id: &str) -> Status {
     Status::not_found(format!("no call {call_id:?}"))
 }
 
+/// A call outside the caller's teams is answered exactly as one that does
+/// not exist, so no token learns which call ids exist elsewhere, or their
+/// team.
+fn in_scope(who: &auth::Identity, team: &str, call_id: &str) -> Result<(), Status> {
+    who.may_supervise(team).map_err(|_| not_found(call_id))
+}
+
 #[tonic::async_trait]
 impl pb::supervisor_server::Supervisor for Supervisor {
     type WatchAlertsStream = ReceiverStream<Result<pb::AlertEvent, Status>>;
@@ -68,6 +75,9 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         };
         // Behind this queue, the feed's own per-subscriber queue, then the store.
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
+        if filter.team.is_none() {
+            tokio::spawn(service_alerts(&self.shared, tx.clone()));
+        }
         let feed = self.shared.feed.clone();
         tokio::spawn(feed.follow(filter, start, tx, self.shared.shutdown.clone()));
         Ok(Response::new(ReceiverStream::new(rx)))
@@ -79,6 +89,8 @@ impl pb::supervisor_server::Supervisor for Supervisor {
     ) -> Result<Response<Self::WatchCallStream>, Status> {
         let who = auth::identity(&request)?;
         let peer = request.remote_addr();
+        // Agents are told they may not watch before anything is looked up.
+        who.teams_for("")?;
         self.shared.accepting()?;
         let call_id = request.into_inner().call_id;
         let live = self.shared.calls.get(&call_id);
@@ -91,7 +103,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             Some(Update::Call(info)) => Some(info.team.clone()),
             _ => None,
         });
-        who.may_supervise(team.as_deref().unwrap_or_default())?;
+        in_scope(&who, team.as_deref().unwrap_or_default(), &call_id)?;
         let row = audit::event(Some(&who), Action::WatchCall, &call_id, peer, "");
         in_store(&self.shared, move |s| s.audit.record(&row)).await?;
         let (tx, rx) = mpsc::channel(self.shared.config.limits.subscriber_queue);
@@ -156,12 +168,13 @@ impl pb::supervisor_server::Supervisor for Supervisor {
     async fn get_call(&self, request: Request<pb::GetCallRequest>) -> Result<Response<pb::CallRecord>, Status> {
         let who = auth::identity(&request)?;
         let peer = request.remote_addr();
+        who.teams_for("")?;
         let call_id = request.into_inner().call_id;
         let id = call_id.clone();
         let mut record = in_store(&self.shared, move |s| s.store.record(&id))
             .await?
             .ok_or_else(|| not_found(&call_id))?;
-        who.may_supervise(record.call.as_ref().map_or("", |c| c.team.as_str()))?;
+        in_scope(&who, record.call.as_ref().map_or("", |c| c.team.as_str()), &call_id)?;
         let row = audit::event(Some(&who), Action::GetCall, &call_id, peer, "");
         in_store(&self.shared, move |s| s.audit.record(&row)).await?;
         if let Some(live) = self.shared.calls.get(&call_id) {
@@ -190,6 +203,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
     ) -> Result<Response<pb::Acknowledgement>, Status> {
         let who = auth::identity(&request)?;
         let peer = request.remote_addr();
+        who.teams_for("")?;
         let req = request.into_inner();
         let shared = self.shared.clone();
         let claimed = tokio::task::spawn_blocking(move || -> Result<pb::Acknowledgement, Status> {
@@ -199,7 +213,7 @@ impl pb::supervisor_server::Supervisor for Supervisor {
                 .call(&req.call_id)
                 .map_err(internal)?
                 .ok_or_else(|| not_found(&req.call_id))?;
-            who.may_supervise(&info.team)?;
+            in_scope(&who, &info.team, &req.call_id)?;
             let claimable = || -> Result<Meta, Status> {
                 match shared.store.check_claim(&req.call_id, req.alert_id).map_err(internal)? {
                     Ok(meta) => Ok(meta),
@@ -237,6 +251,35 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             live.publish(Update::Acknowledgement(claimed.clone()));
         }
         Ok(Response::new(claimed))
+    }
+}
+
+/// Alerts about the service itself (the store failing: see
+/// `store::watched`) to a watcher of every team, until it goes away or the
+/// server stops. They are not in the store, so they have no cursor.
+fn service_alerts(
+    shared: &Arc<Shared>,
+    tx: mpsc::Sender<Result<pb::AlertEvent, Status>>,
+) -> impl std::future::Future<Output = ()> {
+    let mut alerts = shared.store_health.service_alerts();
+    let mut shutdown = shared.shutdown.clone();
+    async move {
+        loop {
+            let alert = tokio::select! {
+                a = alerts.recv() => a,
+                _ = tx.closed() => return,
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            };
+            match alert {
+                Ok(alert) => {
+                    if tx.send(Ok(alert)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
     }
 }
 

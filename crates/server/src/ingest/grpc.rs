@@ -124,7 +124,7 @@ pub fn control(c: &pb::CallControl) -> Result<(ControlKind, Option<String>), Abo
 fn refused(refusal: Refusal) -> Status {
     let message = refusal.to_string();
     match refusal {
-        Refusal::ShuttingDown => Status::unavailable(message),
+        Refusal::ShuttingDown | Refusal::StoreFailed(_) => Status::unavailable(message),
         Refusal::Busy(_) | Refusal::AgentBusy(..) => Status::resource_exhausted(message),
         Refusal::Live(_) | Refusal::Stored(_) => Status::already_exists(message),
         Refusal::Internal(_) => Status::internal(message),
@@ -146,7 +146,9 @@ fn reply(outgoing: Outgoing) -> Reply {
         Outgoing::Ended(ended) => Out::Ended(ended),
         Outgoing::Aborted(why @ Abort::BadInput(_)) => return Err(Status::invalid_argument(why.to_string())),
         Outgoing::Aborted(why @ Abort::TooLarge(_)) => return Err(Status::resource_exhausted(why.to_string())),
-        Outgoing::Aborted(why @ Abort::ShuttingDown) => return Err(Status::unavailable(why.to_string())),
+        Outgoing::Aborted(why @ (Abort::ShuttingDown | Abort::StoreFailed(_))) => {
+            return Err(Status::unavailable(why.to_string()))
+        }
         Outgoing::Aborted(why @ Abort::Fault(_)) => return Err(Status::internal(why.to_string())),
         Outgoing::Failed => return Err(Status::internal("the call's session failed; see the server log")),
     };
@@ -196,8 +198,9 @@ impl pb::call_ingest_server::CallIngest for Ingest {
             }
             None => return Err(Status::invalid_argument("the stream ended before CallStart")),
         };
-        let spec = check_start(&start)?;
+        let mut spec = check_start(&start)?;
         who.may_stream_as(&start.agent_id)?;
+        spec.team = self.shared.agents.team_of(&spec.agent_id, &spec.team)?;
         let (handle, replies) = session::open(&self.shared, spec).await.map_err(refused)?;
         let timeouts = Timeouts {
             idle: Duration::from_secs_f64(limits.idle_timeout_s),

@@ -77,6 +77,9 @@ pub enum Refusal {
     Live(String),
     #[error("call {0:?} is already in the store: call ids are never reused")]
     Stored(String),
+    /// The store cannot be written (see `store::watched`).
+    #[error("the call store cannot be written: {0}")]
+    StoreFailed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -95,6 +98,10 @@ pub enum Abort {
     /// calls go on.
     #[error("{0}")]
     Fault(String),
+    /// The store cannot be written: the call is ended at once, and its
+    /// end recorded when the store works again.
+    #[error("the call store cannot be written; the call was ended: {0}")]
+    StoreFailed(String),
 }
 
 /// How a call's stream ended.
@@ -195,7 +202,8 @@ pub async fn open(shared: &Arc<Shared>, spec: CallSpec) -> Result<(CallHandle, m
     match stored {
         Ok(Ok(true)) => {}
         Ok(Ok(false)) => return Err(unlist(Refusal::Stored(spec.call_id.clone()))),
-        _ => return Err(unlist(Refusal::Internal("cannot record the call in the store".into()))),
+        Ok(Err(e)) => return Err(unlist(Refusal::StoreFailed(format!("{e:#}")))),
+        Err(_) => return Err(unlist(Refusal::Internal("cannot record the call in the store".into()))),
     }
     let (source, inlet) = network_source(spec.format.clone(), spec.encoding);
     let inlet = inlet.max_gap(limits.max_gap_ms as f64 / 1000.0);

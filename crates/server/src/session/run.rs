@@ -15,6 +15,7 @@ use crate::calls::LiveCall;
 use crate::context::Shared;
 use crate::filter::Meta;
 use crate::pb;
+use crate::store::watched::Watched;
 use crate::transcript_filter::TranscriptFilter;
 use callwatch_core::audio::Channel;
 use callwatch_core::events::Event;
@@ -95,7 +96,28 @@ impl Session {
             &*filter,
             &replies,
         );
-        let followed = follow(pipeline, engine, activity, &mut inputs, &mut publisher);
+        let followed = follow(
+            pipeline,
+            engine,
+            activity,
+            &mut inputs,
+            &mut publisher,
+            &shared.store_health,
+        );
+        if let Err(e) = &followed {
+            if shared.store_health.failing() {
+                // Nothing of the call can be kept: the far end is told now,
+                // not when its stream ends; the end is recorded once the
+                // store works again.
+                let last = store_failed(&shared, &call, publisher.alerts(), e);
+                shared.calls.remove(&meta.call_id);
+                let _ = replies.blocking_send(last);
+                // The slot returns once the adapter has let the call go.
+                inputs.ending();
+                drop(slot);
+                return;
+            }
+        }
         // Every control is in by now: the audio (and with it the inlet) has ended.
         let mut ending = inputs.ending();
         let ended = followed.and_then(|Followed { audio_s, engine, fault }| {
@@ -127,6 +149,7 @@ impl Session {
         let last = match (ending, ended) {
             (Ending::Aborted(why), Ok(_)) => Outgoing::Aborted(why),
             (_, Ok(ended)) => Outgoing::Ended(ended),
+            (_, Err(e)) if shared.store_health.failing() => store_failed(&shared, &call, publisher.alerts(), &e),
             (_, Err(e)) => {
                 tracing::error!(call = %meta.call_id, "the call's session failed: {e:#}");
                 Outgoing::Failed
@@ -136,6 +159,19 @@ impl Session {
         // Fully ended: the slot is free again.
         drop(slot);
     }
+}
+
+/// A call the store could not keep: ended as ABORTED, its end recorded
+/// once the store works again; the far end gets UNAVAILABLE.
+fn store_failed(shared: &Shared, call: &LiveCall, alerts: u32, e: &anyhow::Error) -> Outgoing {
+    let mut info = call.info();
+    tracing::error!(call = %info.call_id, "the call store failed; the call is ended: {e:#}");
+    info.state = pb::CallState::Aborted.into();
+    info.reason = format!("the call store failed: {e:#}");
+    info.ended_unix_ms = now_unix_ms();
+    info.alerts = alerts;
+    shared.store_health.end_when_healthy(info);
+    Outgoing::Aborted(Abort::StoreFailed(format!("{e:#}")))
 }
 
 /// How far a call's audio got.
@@ -155,6 +191,7 @@ fn follow(
     mut activity: Activity,
     inputs: &mut Inputs,
     publisher: &mut Publisher,
+    store: &Watched,
 ) -> anyhow::Result<Followed> {
     publisher.started()?;
     let call = publisher.call;
@@ -182,6 +219,10 @@ fn follow(
                 activity.voice(*channel, *speaking, *t_s);
             }
             Event::Tick { t_s, .. } => {
+                // Nothing of the call can be kept: it ends now.
+                if store.failing() {
+                    anyhow::bail!("the store failed while the call was live");
+                }
                 heard_s = *t_s;
                 let mut info = call.info.lock().expect("poisoned");
                 info.audio_s = *t_s;

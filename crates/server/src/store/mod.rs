@@ -10,6 +10,7 @@
 
 mod file;
 pub mod sqlite;
+pub mod watched;
 
 #[cfg(test)]
 pub(crate) mod contract;
