@@ -40,6 +40,16 @@ pub struct ServeConfig {
     /// [`crate::agents`]); empty: softphones name their own team.
     #[serde(default)]
     pub agents: Vec<AgentEntry>,
+    /// Telephony platforms streaming calls in over their own protocols.
+    #[serde(default)]
+    pub gateways: Gateways,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateways {
+    /// Twilio Media Streams at `/ingest/twilio`; off when absent.
+    pub twilio: Option<crate::ingest::twilio::TwilioConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -106,6 +116,7 @@ impl Default for ServeConfig {
             tls: None,
             auth: Auth::default(),
             agents: Vec::new(),
+            gateways: Gateways::default(),
         }
     }
 }
@@ -118,7 +129,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 12] = [
+const SETTINGS: [&str; 13] = [
     "listen",
     "data",
     "metrics_listen",
@@ -131,6 +142,7 @@ const SETTINGS: [&str; 12] = [
     "tls",
     "auth",
     "agents",
+    "gateways",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -174,6 +186,9 @@ impl ServeConfig {
         }
         self.tokens()?;
         crate::agents::check(&self.agents)?;
+        if let Some(twilio) = &self.gateways.twilio {
+            twilio.check()?;
+        }
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }

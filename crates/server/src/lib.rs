@@ -24,6 +24,7 @@ pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
+pub mod listener;
 pub mod server;
 pub mod session;
 pub mod slots;

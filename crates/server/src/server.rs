@@ -163,9 +163,14 @@ impl Server {
         let router = builder
             .layer(tower::layer::layer_fn(|inner| RpcMetrics { inner }))
             .add_routes(routes);
+        let incoming = crate::listener::split(
+            listener,
+            crate::ingest::twilio::routes(shared.clone()),
+            shutdown.clone(),
+        );
         let mut stopping = shutdown;
         let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            incoming,
             async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
                 health
