@@ -169,15 +169,12 @@ impl Server {
             shutdown.clone(),
         );
         let mut stopping = shutdown;
-        let task = tokio::spawn(router.serve_with_incoming_shutdown(
-            incoming,
-            async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-                health
-                    .set_not_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
-                    .await;
-            },
-        ));
+        let task = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+            health
+                .set_not_serving::<pb::call_ingest_server::CallIngestServer<Ingest>>()
+                .await;
+        }));
         tracing::info!(%addr, "callwatch serving");
         Ok(Self {
             addr,

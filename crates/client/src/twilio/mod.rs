@@ -181,7 +181,9 @@ pub async fn replay(target: &Target, call: TwilioCall) -> Result<Option<Closed>>
             tokio::time::sleep_until((started + Duration::from_millis(ms)).into()).await;
         }
         for (track, bytes) in &legs {
-            let Some(frame) = bytes.get(pos..(pos + FRAME).min(bytes.len())) else { continue };
+            let Some(frame) = bytes.get(pos..(pos + FRAME).min(bytes.len())) else {
+                continue;
+            };
             let media = send(json!({"event": "media", "media": {
                 "track": track,
                 "chunk": (chunk + 1).to_string(),
@@ -210,8 +212,9 @@ pub async fn replay(target: &Target, call: TwilioCall) -> Result<Option<Closed>>
 
 /// A stable number for a stream id made from the call id.
 fn hash(s: &str) -> u128 {
-    s.bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u128, |h, b| (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325_u128, |h, b| {
+        (h ^ u128::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 impl Closed {

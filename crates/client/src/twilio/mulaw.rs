@@ -29,7 +29,8 @@ pub fn downsample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>> {
             };
             // Blackman window.
             let w = i as f64 / (2 * half) as f64;
-            let window = 0.42 - 0.5 * (2.0 * std::f64::consts::PI * w).cos() + 0.08 * (4.0 * std::f64::consts::PI * w).cos();
+            let window =
+                0.42 - 0.5 * (2.0 * std::f64::consts::PI * w).cos() + 0.08 * (4.0 * std::f64::consts::PI * w).cos();
             (sinc * window) as f32
         })
         .collect();
@@ -96,7 +97,8 @@ mod tests {
                 .map(|i| (2.0 * std::f64::consts::PI * hz * i as f64 / rate as f64).sin() as f32 * 0.5)
                 .collect()
         };
-        let rms = |s: &[f32]| (s[400..s.len() - 400].iter().map(|x| x * x).sum::<f32>() / (s.len() - 800) as f32).sqrt();
+        let rms =
+            |s: &[f32]| (s[400..s.len() - 400].iter().map(|x| x * x).sum::<f32>() / (s.len() - 800) as f32).sqrt();
         let speech = downsample(&tone(1_000.0, 16_000), 16_000, 8_000).unwrap();
         assert_eq!(speech.len(), 8_000);
         assert!((rms(&speech) - 0.5 / 2f32.sqrt()).abs() < 0.01, "{}", rms(&speech));

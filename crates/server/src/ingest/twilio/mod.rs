@@ -220,11 +220,18 @@ async fn open(
         tracing::debug!(call = %opened.call_id, claimed = %opened.claimed_team, "the team parameter is not used: [[agents]] decides");
     }
     // The configured team wins: Twilio forwards whatever the TwiML says.
-    let claimed = if roster.configured() { "" } else { opened.claimed_team.as_str() };
+    let claimed = if roster.configured() {
+        ""
+    } else {
+        opened.claimed_team.as_str()
+    };
     if claimed.len() > MAX_TEAM {
         return Err(Violation(
             close_code::POLICY,
-            format!("the team parameter is {} bytes, over the limit of {MAX_TEAM}", claimed.len()),
+            format!(
+                "the team parameter is {} bytes, over the limit of {MAX_TEAM}",
+                claimed.len()
+            ),
         ));
     }
     let team = roster
@@ -269,7 +276,10 @@ async fn drain(mut replies: mpsc::Receiver<Outgoing>, told: oneshot::Sender<Viol
             Outgoing::Aborted(why @ Abort::BadInput(_)) => Violation(close_code::PROTOCOL, why.to_string()),
             Outgoing::Aborted(why @ Abort::ShuttingDown) => Violation(close_code::AWAY, why.to_string()),
             Outgoing::Aborted(why @ Abort::Fault(_)) => Violation(close_code::ERROR, why.to_string()),
-            Outgoing::Failed => Violation(close_code::ERROR, "the call's session failed; see the server log".into()),
+            Outgoing::Failed => Violation(
+                close_code::ERROR,
+                "the call's session failed; see the server log".into(),
+            ),
             Outgoing::Accepted(_) | Outgoing::Ack(_) | Outgoing::Nudge(_) | Outgoing::Retraction(_) => continue,
         };
     }
@@ -289,9 +299,10 @@ async fn feed(call: Opened, mut stream: wire::Stream, mut socket: WebSocket, lim
     let dropped = ending == Ending::Dropped;
     timing.report(&handle.info().call_id);
     handle.finish(ending);
-    let Violation(code, why) = outcome
-        .await
-        .unwrap_or(Violation(close_code::ERROR, "the call's session failed; see the server log".into()));
+    let Violation(code, why) = outcome.await.unwrap_or(Violation(
+        close_code::ERROR,
+        "the call's session failed; see the server log".into(),
+    ));
     if !dropped {
         close(socket, code, &why).await;
     }
@@ -340,7 +351,10 @@ async fn next(socket: &mut WebSocket, limit: usize) -> Result<Option<(Message, I
         let frame = match socket.recv().await {
             Some(Ok(frame)) => frame,
             Some(Err(e)) if is_capacity(&e) => {
-                return Err(Violation(close_code::SIZE, format!("a message over the limit of {limit} bytes")))
+                return Err(Violation(
+                    close_code::SIZE,
+                    format!("a message over the limit of {limit} bytes"),
+                ))
             }
             Some(Err(_)) | None => return Ok(None),
         };
@@ -362,7 +376,9 @@ async fn next(socket: &mut WebSocket, limit: usize) -> Result<Option<(Message, I
                 format!("a message of {} bytes, over the limit of {limit}", text.len()),
             ));
         }
-        return wire::parse(&text).map(|m| Some((m, arrived))).map_err(violation(close_code::INVALID));
+        return wire::parse(&text)
+            .map(|m| Some((m, arrived)))
+            .map_err(violation(close_code::INVALID));
     }
 }
 
@@ -384,8 +400,10 @@ async fn close(mut socket: WebSocket, code: u16, why: &str) {
     };
     let _ = socket.send(Frame::Close(Some(frame))).await;
     // Give the sender a moment to read the close and answer it.
-    let _ = tokio::time::timeout(Duration::from_secs(2), async { while let Some(Ok(_)) = socket.recv().await {} })
-        .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(_)) = socket.recv().await {}
+    })
+    .await;
 }
 
 /// Time from a `media` message's arrival to its audio in the call's rings.

@@ -56,7 +56,11 @@ mod tests {
     #[test]
     fn a_wrong_token_url_or_signature_fails() {
         assert!(!verify("54321", URL, SIGNATURE));
-        assert!(!verify("12345", "wss://callwatch.example.com/ingest/twilio?x=1", SIGNATURE));
+        assert!(!verify(
+            "12345",
+            "wss://callwatch.example.com/ingest/twilio?x=1",
+            SIGNATURE
+        ));
         assert!(!verify("12345", URL, "not base64!"));
         assert!(!verify("12345", URL, ""));
     }

@@ -173,10 +173,12 @@ impl Stream {
             .iter()
             .position(|t| *t == media.track)
             .ok_or_else(|| format!("media for track {:?}, which start did not announce", clip(&media.track)))?;
-        let timestamp: u64 = media
-            .timestamp
-            .parse()
-            .map_err(|_| format!("media.timestamp {:?} is not a number of milliseconds", clip(&media.timestamp)))?;
+        let timestamp: u64 = media.timestamp.parse().map_err(|_| {
+            format!(
+                "media.timestamp {:?} is not a number of milliseconds",
+                clip(&media.timestamp)
+            )
+        })?;
         media
             .chunk
             .parse::<u64>()
@@ -302,14 +304,19 @@ mod tests {
         assert_eq!(after_gap.len(), 6);
         let silence: Vec<_> = after_gap[..5].iter().map(|p| (p.seq, p.data.len())).collect();
         assert_eq!(silence, [(2, 160), (3, 160), (4, 160), (5, 160), (6, 160)]);
-        assert!(after_gap[..5].iter().all(|p| p.data.iter().all(|&b| b == MULAW_SILENCE)));
+        assert!(after_gap[..5]
+            .iter()
+            .all(|p| p.data.iter().all(|&b| b == MULAW_SILENCE)));
         assert_eq!((after_gap[5].seq, after_gap[5].data.len()), (7, 160));
         // The other track is timed on its own, and a wild jump is capped.
         let inbound = stream.media(&media("inbound", 3_600_000, 160)).unwrap();
         assert_eq!(inbound.len(), 101);
         assert!(inbound.iter().all(|p| p.channel == 0));
         assert_eq!(inbound[..100].iter().map(|p| p.data.len()).sum::<usize>(), 16_000);
-        assert!(stream.media(&media("both", 0, 160)).unwrap_err().contains("did not announce"));
+        assert!(stream
+            .media(&media("both", 0, 160))
+            .unwrap_err()
+            .contains("did not announce"));
         let mut bad = media("inbound", 0, 160);
         bad.payload = "***".into();
         assert!(stream.media(&bad).unwrap_err().contains("not base64"));
