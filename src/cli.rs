@@ -117,6 +117,41 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Stream a recording into a telephony gateway exactly as the platform would.
+    GatewayReplay {
+        /// The recording (stereo: agent left, customer right; a multiple of 8 kHz).
+        file: PathBuf,
+        /// The platform's protocol.
+        #[arg(long, value_parser = ["twilio"])]
+        protocol: String,
+        /// The gateway's WebSocket URL, e.g. ws://127.0.0.1:50051/ingest/twilio.
+        #[arg(long)]
+        url: String,
+        /// The account's auth token, to sign the upgrade as Twilio does [default: no signature].
+        #[arg(long)]
+        auth_token: Option<String>,
+        /// The URL Twilio would have signed: the server's gateways.twilio.public_url [default: --url].
+        #[arg(long)]
+        public_url: Option<String>,
+        /// The agent on the call (customParameters.agent).
+        #[arg(long)]
+        agent: String,
+        /// customParameters.team (the server's [[agents]] decides, when it has them).
+        #[arg(long)]
+        team: Option<String>,
+        /// The callSid, the call's id [default: the file's name and the time].
+        #[arg(long)]
+        call_id: Option<String>,
+        /// Call-control events [default: CALL.events.jsonl beside the recording, if any]; Twilio carries only end.
+        #[arg(long)]
+        events: Option<PathBuf>,
+        /// Send as fast as the server takes it, not in real time.
+        #[arg(long)]
+        fast: bool,
+        /// Close the stream without stop, as a dropped call does.
+        #[arg(long)]
+        drop: bool,
+    },
     /// Follow the supervisor's live alert feed; reconnects and resumes by itself.
     Watch {
         #[command(flatten)]

@@ -166,6 +166,46 @@ fn run(cli: Cli) -> Result<()> {
             }))?;
             Ok(())
         }
+        Command::GatewayReplay {
+            file,
+            protocol: _,
+            url,
+            auth_token,
+            public_url,
+            agent,
+            team,
+            call_id,
+            events,
+            fast,
+            drop,
+        } => {
+            let controls = match events {
+                Some(path) => sidecar::load(&path)?,
+                None => sidecar::beside(&file)?,
+            };
+            let mut parameters = std::collections::HashMap::from([("agent".to_owned(), agent)]);
+            parameters.extend(team.map(|t| ("team".to_owned(), t)));
+            let call = callwatch_client::twilio::TwilioCall {
+                call_sid: call_id
+                    .unwrap_or_else(|| format!("{}-{}", call_id_of(&file), callwatch_core::time::now_unix_ms())),
+                recording: audio::read_wav(&file)?,
+                parameters,
+                controls,
+                fast,
+                drop_at_end: drop,
+            };
+            let target = callwatch_client::twilio::Target {
+                url,
+                signed_url: public_url,
+                auth_token,
+            };
+            match runtime()?.block_on(callwatch_client::twilio::replay(&target, call))? {
+                None => println!("closed without stop: the call is dropped"),
+                Some(closed) if closed.is_normal() => println!("{}", closed.reason),
+                Some(closed) => anyhow::bail!("the server closed the stream: {} {}", closed.code, closed.reason),
+            }
+            Ok(())
+        }
         Command::Watch {
             server,
             team,

@@ -21,6 +21,8 @@ use callwatch_core::rules::config::ControlKind;
 use callwatch_core::rules::{Control, Scorecard};
 use callwatch_proto::pb;
 
+pub mod twilio;
+
 /// Where and how to reach the server.
 #[derive(Debug, Clone)]
 pub struct Connection {

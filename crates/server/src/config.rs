@@ -53,6 +53,16 @@ pub struct ServeConfig {
     /// [`crate::agents`]); empty: softphones name their own team.
     #[serde(default)]
     pub agents: Vec<AgentEntry>,
+    /// Telephony platforms streaming calls in over their own protocols.
+    #[serde(default)]
+    pub gateways: Gateways,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gateways {
+    /// Twilio Media Streams at `/ingest/twilio`; off when absent.
+    pub twilio: Option<crate::ingest::twilio::TwilioConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +215,7 @@ impl Default for ServeConfig {
             store: StoreConfig::default(),
             privacy: Privacy::default(),
             agents: Vec::new(),
+            gateways: Gateways::default(),
         }
     }
 }
@@ -217,7 +228,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 16] = [
+const SETTINGS: [&str; 17] = [
     "listen",
     "allow_plaintext",
     "data",
@@ -234,6 +245,7 @@ const SETTINGS: [&str; 16] = [
     "store",
     "privacy",
     "agents",
+    "gateways",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -281,6 +293,9 @@ impl ServeConfig {
             bail!("bad configuration: privacy.retention_days must be ≥ 1 (leave it out to keep calls forever)");
         }
         crate::agents::check(&self.agents)?;
+        if let Some(twilio) = &self.gateways.twilio {
+            twilio.check()?;
+        }
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }

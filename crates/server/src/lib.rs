@@ -25,6 +25,7 @@ pub mod desks;
 pub mod feed;
 pub mod filter;
 pub mod ingest;
+pub mod listener;
 pub mod lockout;
 pub mod retention;
 pub mod rpc_metrics;

@@ -236,13 +236,17 @@ impl Server {
                 .await;
         };
         let task = match &tls {
+            // A TLS connection cannot be sorted before its handshake, so
+            // the telephony gateways need TLS terminated in front of them.
             Some(tls) => {
                 tokio::spawn(tls.clone().watch_files(shutdown));
                 tokio::spawn(router.serve_with_incoming_shutdown(tls.clone().incoming(listener), stopped))
             }
-            None => tokio::spawn(
-                router.serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), stopped),
-            ),
+            None => {
+                let gateways = crate::ingest::twilio::routes(shared.clone());
+                let incoming = crate::listener::split(listener, gateways, shutdown);
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
         };
         tracing::info!(%addr, "callwatch serving");
         Ok(Self {

@@ -12,5 +12,6 @@
 //! task, forward its replies.
 
 pub mod grpc;
+pub mod twilio;
 
 pub use grpc::Ingest;
