@@ -213,6 +213,7 @@ pub fn transcribe_recording(
                 start_s: round_ms(utt.start_s),
                 end_s: round_ms(utt.end_s),
                 text: hyp.text,
+                redacted: Vec::new(),
             });
         }
     }
