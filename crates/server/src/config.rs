@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Identity, Role, Tokens};
+use callwatch_core::redact::{Entities, Entity};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -36,6 +37,33 @@ pub struct ServeConfig {
     pub limits: Limits,
     pub tls: Option<TlsFiles>,
     pub auth: Auth,
+    pub privacy: Privacy,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// Entity types replaced by markers in everything that leaves a call
+    /// (card, cvv, expiry, ssn, dob, account, routing, pin, phone, email)
+    /// [default: all of them].
+    #[serde(default = "all_entities")]
+    pub redact: Vec<String>,
+}
+
+fn all_entities() -> Vec<String> {
+    Entity::CONFIGURABLE.iter().map(|e| e.name().to_owned()).collect()
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self { redact: all_entities() }
+    }
+}
+
+impl Privacy {
+    pub fn entities(&self) -> Result<Entities> {
+        Entities::parse(&self.redact).context("bad configuration: privacy.redact")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +122,7 @@ impl Default for ServeConfig {
             },
             tls: None,
             auth: Auth::default(),
+            privacy: Privacy::default(),
         }
     }
 }
@@ -106,7 +135,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 11] = [
+const SETTINGS: [&str; 12] = [
     "listen",
     "data",
     "metrics_listen",
@@ -118,6 +147,7 @@ const SETTINGS: [&str; 11] = [
     "limits",
     "tls",
     "auth",
+    "privacy",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -160,6 +190,7 @@ impl ServeConfig {
             bail!("bad configuration: no [[auth.tokens]]: every request would be refused; add tables with `token` and `role`");
         }
         self.tokens()?;
+        self.privacy.entities()?;
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");
         }
@@ -222,6 +253,22 @@ mod tests {
         assert_eq!(cfg.rules, None, "the built-in rulebook");
         let cfg = load(&format!("rules = \"/etc/callwatch/rules.toml\"\n{TOKENS}")).unwrap();
         assert_eq!(cfg.rules, Some(PathBuf::from("/etc/callwatch/rules.toml")));
+    }
+
+    #[test]
+    fn privacy_redacts_everything_unless_told_and_refuses_unknown_types() {
+        let cfg = load(TOKENS).unwrap();
+        assert_eq!(cfg.privacy.entities().unwrap(), Entities::default());
+        let cfg = load(&format!("[privacy]\nredact = [\"card\", \"ssn\"]\n{TOKENS}")).unwrap();
+        assert_eq!(
+            cfg.privacy.entities().unwrap(),
+            Entities::parse(&["ssn", "card"]).unwrap()
+        );
+        let err = format!(
+            "{:#}",
+            load(&format!("[privacy]\nredact = [\"card\", \"names\"]\n{TOKENS}")).unwrap_err()
+        );
+        assert!(err.contains("privacy.redact") && err.contains("\"names\""), "{err}");
     }
 
     #[test]

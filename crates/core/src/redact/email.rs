@@ -6,10 +6,16 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+const TLD: &str = "(?:com|org|net|edu|gov|mil|io|co|uk|us|ca|de|fr|info|biz|me)";
+
 static EMAIL: LazyLock<Regex> = LazyLock::new(|| {
     let dot = r"(?:\s*\.\s*|\s+dot\s+)";
+    let local = r"\b[a-z0-9][a-z0-9._%+-]*(?:\s+(?:dot|underscore)\s+[a-z0-9_-]+)*";
+    // Whisper often hears a spoken "at" as "and" and ends the local part
+    // with a full stop ("long.smith. And lample.com"): taken only before a
+    // domain written with its dot.
     Regex::new(&format!(
-        r"(?i)\b[a-z0-9][a-z0-9._%+-]*(?:\s+(?:dot|underscore)\s+[a-z0-9_-]+)*(?:\s*@\s*|\s+at\s+)[a-z0-9-]+(?:{dot}[a-z0-9-]+)*{dot}(?:com|org|net|edu|gov|mil|io|co|uk|us|ca|de|fr|info|biz|me)\b"
+        r"(?i){local}(?:\s*@\s*|\s+at\s+)[a-z0-9-]+(?:{dot}[a-z0-9-]+)*{dot}{TLD}\b|{local}[.,]?\s+and\s+[a-z0-9-]+(?:\.[a-z0-9-]+)*\.{TLD}\b"
     ))
     .expect("the email pattern compiles")
 });
@@ -50,7 +56,9 @@ mod tests {
             ),
             ("John.Smith at example.com, thanks", &["John.Smith at example.com"]),
             ("Mary at Example Dot Co Dot UK", &["Mary at Example Dot Co Dot UK"]),
+            ("It's long.smith. And lample.com.", &["long.smith. And lample.com"]),
             ("I was at home dot then out", &[]),
+            ("bread and butter.", &[]),
             ("meet me at the office", &[]),
         ];
         for (text, want) in table {

@@ -105,6 +105,16 @@ fn classify(run: &Run, context: Option<Context>) -> Option<Entity> {
     })
 }
 
+/// A date with a birth year ("March 5, 1985", "fifth of March 1985"): in
+/// a call, a full date in the past century is a date of birth, said so or not
+/// (Whisper often mishears "date of birth").
+fn birth_date(words: &[Word], run: &Run) -> bool {
+    let year = &run.digits[run.len() - run.groups.last().copied().unwrap_or(0)..];
+    let birth_year = year.len() == 4 && year.parse::<u32>().is_ok_and(|y| (1900..=2015).contains(&y));
+    let after_month = run.first > 0 && is_month(&words[run.first - 1].text);
+    birth_year && after_month && run.len() <= 8
+}
+
 /// Widens a date's run over the month names and "the"/"of" around it
 /// ("March fifth, nineteen eighty five"; "the fifth of March 1985").
 fn date_span(words: &[Word], in_number: &[bool], run: &Run) -> (usize, usize) {
@@ -164,7 +174,7 @@ pub fn find(text: &str, words: &[Word], carry: &Carry, hold: bool) -> (Vec<Found
             Some(Entity::Card)
         } else {
             card = None;
-            classify(run, near)
+            classify(run, near).or_else(|| birth_date(words, run).then_some(Entity::Dob))
         };
         let ends_utterance = run.last + 1 == words.len();
         if entity.is_none() && ends_utterance && run.len() >= CARD_PREFIX_DIGITS && near != Some(Context::Harmless) {

@@ -45,6 +45,7 @@ fn spoken_forms_are_redacted() {
             "My date of birth is [dob].",
         ),
         ("I was born on the fifth of March 1985.", "I was born on the [dob]."),
+        ("My native bird is March 5, 1985.", "My native bird is [dob]."),
         ("Routing number 021000021", "Routing number [routing]"),
         ("My account number is 12345678.", "My account number is [account]."),
         ("The PIN is 4 4 2 1.", "The PIN is [pin]."),
@@ -68,6 +69,7 @@ fn near_misses_stay() {
         "I have been a customer for twenty two years.",
         "Press one for sales.",
         "It happened on the third of March.",
+        "The outage started on March 5, 2026.",
         "Meet me at the office at five.",
         "Reference 4821, please.",
     ] {
