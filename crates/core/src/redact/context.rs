@@ -30,6 +30,10 @@ const PHRASES: &[(&[&str], Context)] = &[
     (&["credit"], Context::Card),
     (&["debit"], Context::Card),
     (&["long", "number"], Context::Card),
+    // "the card ending 6467"; Whisper sometimes glues the words.
+    (&["ending"], Context::Card),
+    (&["cardending"], Context::Card),
+    (&["cardnumber"], Context::Card),
     (&["security", "code"], Context::Cvv),
     (&["security", "number"], Context::Cvv),
     (&["cvv"], Context::Cvv),

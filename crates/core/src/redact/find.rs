@@ -33,8 +33,9 @@ pub struct Carry {
 }
 
 /// Partials and evidence mask more than finals: a figure of this many
-/// digits that is not yet anything might become a card number.
-const HOLD_DIGITS: usize = 4;
+/// digits (or any figure after a cue) that is not yet anything might
+/// become a card number or a code.
+const HOLD_DIGITS: usize = 3;
 /// A final's figure of this many digits at its very end may be the first
 /// groups of a card whose rest comes next: it is masked as one.
 const CARD_PREFIX_DIGITS: usize = 7;
@@ -180,7 +181,8 @@ pub fn find(text: &str, words: &[Word], carry: &Carry, hold: bool) -> (Vec<Found
         if entity.is_none() && ends_utterance && run.len() >= CARD_PREFIX_DIGITS && near != Some(Context::Harmless) {
             entity = Some(Entity::Card);
         }
-        if entity.is_none() && hold && run.len() >= HOLD_DIGITS && near != Some(Context::Harmless) {
+        let might_matter = run.len() >= HOLD_DIGITS || near.is_some();
+        if entity.is_none() && hold && might_matter && near != Some(Context::Harmless) {
             entity = Some(Entity::Digits);
         }
         if let Some(entity) = entity {

@@ -28,9 +28,11 @@ fn filler(word: &str) -> bool {
     matches!(word, "uh" | "um" | "er" | "erm" | "dash" | "hyphen" | "space")
 }
 
-/// Only separators between the end of one word and the start of the next.
+/// Only separators between the end of one word and the start of the next;
+/// a lone "." is a decimal point ("15.0 s"), not a separator.
 fn separated(chars: &[char], from: usize, to: usize) -> bool {
-    chars[from..to].iter().all(|c| c.is_whitespace() || ",-./".contains(*c))
+    let gap = &chars[from..to];
+    gap != ['.'] && gap.iter().all(|c| c.is_whitespace() || ",-./".contains(*c))
 }
 
 enum State {
@@ -102,6 +104,7 @@ mod tests {
             [("411111".into(), vec![1, 1, 1, 1, 2])]
         );
         assert_eq!(read("12/27"), [("1227".into(), vec![2, 2])]);
+        assert_eq!(read("15.0"), [("15".into(), vec![2]), ("0".into(), vec![1])]);
     }
 
     #[test]

@@ -54,6 +54,10 @@ fn spoken_forms_are_redacted() {
         ("My email is john dot smith at example dot com.", "My email is [email]."),
         ("Write to jane.doe42@example.org please", "Write to [email] please"),
         ("the card ending one one one one", "the card ending [card]"),
+        (
+            "That's the Cardending 647 and the code.",
+            "That's the Cardending [card] and the code.",
+        ),
     ];
     for (said, want) in table {
         assert_eq!(one(said), want, "{said}");
