@@ -9,6 +9,7 @@ use clap::{Parser, Subcommand};
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::{model, transcribe};
 use callwatch_core::capture::replay::Pace;
+use callwatch_core::redact::{Entities, Redactor};
 use callwatch_core::rules::{builtin, config::Rulebook, sidecar};
 
 use crate::monitor::RuleSetup;
@@ -40,6 +41,10 @@ pub enum Command {
         /// CPU threads for inference.
         #[arg(long, default_value_t = 2)]
         threads: usize,
+        /// Show card numbers, SSNs, dates of birth, emails, phone numbers as
+        /// said (local debugging of recordings only) [default: redacted].
+        #[arg(long)]
+        no_redact: bool,
     },
     /// Follow a recorded call through the live pipeline, printing it as it happens.
     Monitor {
@@ -265,11 +270,25 @@ pub struct LiveArgs {
     /// Transcribe only: run no rules.
     #[arg(long, conflicts_with = "rules")]
     pub no_rules: bool,
+    /// Show card numbers, SSNs, dates of birth, emails, phone numbers as
+    /// said (local debugging of recordings only) [default: redacted].
+    #[arg(long)]
+    pub no_redact: bool,
+}
+
+/// Every entity type redacted, unless `no_redact`.
+pub fn redactor(no_redact: bool) -> Option<Redactor> {
+    (!no_redact).then(|| Redactor::new(Entities::default()))
 }
 
 pub const DEFAULT_RULES: &str = "rules/default.toml";
 
 impl LiveArgs {
+    /// The call's redactor, unless `--no-redact`.
+    pub fn redactor(&self) -> Option<Redactor> {
+        redactor(self.no_redact)
+    }
+
     pub fn rule_setup(&self, events: Option<&std::path::Path>) -> Result<Option<RuleSetup>> {
         if self.no_rules {
             return Ok(None);

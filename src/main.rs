@@ -89,11 +89,17 @@ fn run(cli: Cli) -> Result<()> {
             model,
             json,
             threads,
+            no_redact,
         } => {
             let recording = audio::read_wav(&file)?;
             let model = transcribe::Model::load(&model::locate(model.as_deref())?)?;
             let lines = transcribe::transcribe_recording(&model, &recording, threads, vad::VadConfig::default())?;
+            let mut redactor = cli::redactor(no_redact);
             for line in lines {
+                let line = match redactor.as_mut() {
+                    Some(r) => line.redact(r),
+                    None => line,
+                };
                 if json {
                     println!("{}", line.to_json());
                 } else {
@@ -122,6 +128,7 @@ fn run(cli: Cli) -> Result<()> {
                 Output::for_stdout(live.json),
                 pace == Pace::RealTime,
                 rules,
+                live.redactor(),
             )?;
             Ok(())
         }
@@ -281,6 +288,7 @@ fn run(cli: Cli) -> Result<()> {
                 threads: 1,
                 rules: Some(rules),
                 no_rules: false,
+                no_redact: true,
             };
             let pool = live.pool()?;
             for file in calls {
@@ -304,6 +312,8 @@ fn run(cli: Cli) -> Result<()> {
                     output,
                     false,
                     Some(setup),
+                    // Rule authoring on synthetic recordings: evidence as heard.
+                    None,
                 )?;
             }
             Ok(())
@@ -326,6 +336,7 @@ fn run(cli: Cli) -> Result<()> {
                 Output::for_stdout(live.json),
                 true,
                 rules,
+                live.redactor(),
             )?;
             Ok(())
         }

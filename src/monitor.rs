@@ -13,6 +13,7 @@ use callwatch_core::audio::Channel;
 use callwatch_core::capture::AudioSource;
 use callwatch_core::events::Event;
 use callwatch_core::pipeline::{Call, CallConfig, CallReport};
+use callwatch_core::redact::Redactor;
 use callwatch_core::rules::config::Rulebook;
 use callwatch_core::rules::{CallRules, Control, Scorecard};
 use callwatch_core::sanitize::Repairs;
@@ -162,8 +163,11 @@ pub struct RuleSetup {
 /// of a live call. With `rules`, alerts are printed as they fire and the
 /// scorecard at the end. `repaired`: samples already repaired before the
 /// source (by `read_wav`), counted into the summary with the rings' own.
-/// A source that fails mid-call (a device that stopped) still gets its
-/// summary printed; its error is returned after it.
+/// `redactor`: what is printed (transcripts, alerts' and the scorecard's
+/// evidence) passes it; the rules read the words whole. A source that fails
+/// mid-call (a device that stopped) still gets its summary printed; its
+/// error is returned after it.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     source: Box<dyn AudioSource>,
     repaired: Repairs,
@@ -172,6 +176,7 @@ pub fn run(
     output: Output,
     realtime: bool,
     rules: Option<RuleSetup>,
+    mut redactor: Option<Redactor>,
 ) -> Result<(Summary, Option<Scorecard>)> {
     let shed_before = pool.stats().partials_shed.load(Ordering::Relaxed);
     let config = CallConfig::new(call_id);
@@ -181,25 +186,33 @@ pub fn run(
     let mut out = std::io::stdout().lock();
     for event in call.events.iter() {
         tally.observe(&event);
-        print_event(&mut out, &event, output)?;
+        print_event(&mut out, &event, output, redactor.as_mut())?;
         for o in engine.as_mut().map(|e| e.feed(&event)).unwrap_or_default() {
             tally.observe_rule(&o);
-            print_rule_output(&mut out, &o, output)?;
+            print_rule_output(&mut out, &redact_output(o, redactor.as_ref()), output)?;
         }
     }
     let (report, source_outcome) = call.join_parts()?;
     for o in engine.as_mut().map(|e| e.finish(report.audio_s)).unwrap_or_default() {
         tally.observe_rule(&o);
-        print_rule_output(&mut out, &o, output)?;
+        print_rule_output(&mut out, &redact_output(o, redactor.as_ref()), output)?;
     }
     let shed = pool.stats().partials_shed.load(Ordering::Relaxed) - shed_before;
     let mut repairs = repaired;
     repairs.add(report.repairs);
     let summary = tally.finish(call_id, &report, repairs, shed, realtime);
     let scorecard = engine.map(|e| e.scorecard().clone());
+    let shown = scorecard.clone().map(|mut card| {
+        if let Some(r) = &redactor {
+            for item in card.sections.iter_mut().flat_map(|s| s.items.iter_mut()) {
+                item.evidence = r.evidence(&item.evidence).text;
+            }
+        }
+        card
+    });
     match output {
         Output::Json => {
-            if let Some(card) = &scorecard {
+            if let Some(card) = &shown {
                 writeln!(out, "{}", card.to_json())?;
             }
             writeln!(out, "{}", serde_json::to_string(&summary)?)?
@@ -208,7 +221,7 @@ pub fn run(
             if output == Output::Terminal {
                 write!(out, "\r\x1b[2K")?;
             }
-            if let Some(card) = &scorecard {
+            if let Some(card) = &shown {
                 writeln!(out, "\n{card}")?;
             }
             print_summary(&mut out, &summary)?
@@ -217,6 +230,17 @@ pub fn run(
     out.flush()?;
     source_outcome?;
     Ok((summary, scorecard))
+}
+
+/// An alert with its evidence redacted (the words that raised it).
+fn redact_output(o: RuleOutput, redactor: Option<&Redactor>) -> RuleOutput {
+    match (o, redactor) {
+        (RuleOutput::Alert(mut a), Some(r)) => {
+            a.evidence = r.evidence(&a.evidence).text;
+            RuleOutput::Alert(a)
+        }
+        (o, _) => o,
+    }
 }
 
 fn print_rule_output(out: &mut impl Write, o: &RuleOutput, output: Output) -> std::io::Result<()> {
@@ -228,9 +252,21 @@ fn print_rule_output(out: &mut impl Write, o: &RuleOutput, output: Output) -> st
     }
 }
 
-fn print_event(out: &mut impl Write, event: &Event, output: Output) -> std::io::Result<()> {
+fn print_event(
+    out: &mut impl Write,
+    event: &Event,
+    output: Output,
+    redactor: Option<&mut Redactor>,
+) -> std::io::Result<()> {
+    let line = |t| {
+        let line = TranscriptLine::from(t);
+        match redactor {
+            Some(r) => line.redact(r),
+            None => line,
+        }
+    };
     match (event, output) {
-        (Event::Transcript(t), Output::Json) => writeln!(out, "{}", TranscriptLine::from(t).to_json()),
+        (Event::Transcript(t), Output::Json) => writeln!(out, "{}", line(t).to_json()),
         (
             Event::Voice {
                 channel, speaking, t_s, ..
@@ -243,11 +279,11 @@ fn print_event(out: &mut impl Write, event: &Event, output: Output) -> std::io::
         ),
         (Event::Transcript(t), Output::Terminal) if !t.is_final => {
             // Erase the status line and show the newest partial on it, dimmed.
-            write!(out, "\r\x1b[2K\x1b[2m{}…\x1b[0m", TranscriptLine::from(t))?;
+            write!(out, "\r\x1b[2K\x1b[2m{}…\x1b[0m", line(t))?;
             out.flush()
         }
-        (Event::Transcript(t), Output::Terminal) => writeln!(out, "\r\x1b[2K{}", TranscriptLine::from(t)),
-        (Event::Transcript(t), Output::Plain) if t.is_final => writeln!(out, "{}", TranscriptLine::from(t)),
+        (Event::Transcript(t), Output::Terminal) => writeln!(out, "\r\x1b[2K{}", line(t)),
+        (Event::Transcript(t), Output::Plain) if t.is_final => writeln!(out, "{}", line(t)),
         _ => Ok(()),
     }
 }

@@ -5,19 +5,19 @@
 
 mod common;
 
-use std::borrow::Cow;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use callwatch_client::{self as client, SoftphoneCall, WatchFilter};
-use callwatch_core::audio::{self, Recording};
+use callwatch_core::audio::{self, Channel, Recording};
 use callwatch_core::capture::network::Encoding;
 use callwatch_core::capture::SourceFormat;
+use callwatch_core::redact::Redacted;
 use callwatch_core::rules::config::ControlKind;
 use callwatch_core::rules::sidecar;
 use callwatch_proto::pb::{self, alert_event::Event, call_update::Update, server_message::Message as Out};
 use callwatch_server::server::Server;
-use callwatch_server::session::{self, CallSpec, Ending, Outgoing, TranscriptFilter};
+use callwatch_server::session::{self, CallFilter, CallSpec, Ending, Outgoing, TranscriptFilter};
 use common::service::{config, conn, AGENT_A17 as AGENT, SUP_ALL as SUPERVISOR};
 use common::{fixture, Reference};
 use tokio::sync::mpsc;
@@ -142,12 +142,23 @@ async fn an_in_process_adapter_gets_the_softphones_call_and_a_stop_just_after_it
 struct Mask;
 
 impl TranscriptFilter for Mask {
-    fn words<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        Cow::Owned(
-            text.chars()
-                .map(|c| if c.is_alphanumeric() { '*' } else { c })
-                .collect(),
-        )
+    fn for_call(&self) -> Box<dyn CallFilter> {
+        Box::new(Mask)
+    }
+}
+
+impl CallFilter for Mask {
+    fn revision(&mut self, _: Channel, _: bool, text: &str) -> Redacted {
+        Redacted {
+            text: self.evidence(text),
+            spans: Vec::new(),
+        }
+    }
+
+    fn evidence(&self, text: &str) -> String {
+        text.chars()
+            .map(|c| if c.is_alphanumeric() { '*' } else { c })
+            .collect()
     }
 }
 

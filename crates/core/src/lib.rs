@@ -17,6 +17,7 @@ pub mod buffer;
 pub mod capture;
 pub mod events;
 pub mod pipeline;
+pub mod redact;
 pub mod rules;
 pub mod sanitize;
 pub mod text;

@@ -107,6 +107,7 @@ impl From<&callwatch_core::events::Transcript> for pb::TranscriptRevision {
             start_s: t.start_s,
             end_s: t.end_s,
             text: t.text.clone(),
+            redacted: Vec::new(),
         }
     }
 }

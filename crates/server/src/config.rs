@@ -12,6 +12,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{self, Identity, Role, Tokens};
+use callwatch_core::redact::{Entities, Entity};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,6 +64,40 @@ pub struct ServeConfig {
 pub struct Gateways {
     /// Twilio Media Streams at `/ingest/twilio`; off when absent.
     pub twilio: Option<crate::ingest::twilio::TwilioConfig>,
+}
+
+/// `[privacy]`: what leaves a call, what the server keeps, and for how long.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Privacy {
+    /// Entity types replaced by markers in everything that leaves a call
+    /// (card, cvv, expiry, ssn, dob, account, routing, pin, phone, email)
+    /// [default: all of them].
+    #[serde(default = "all_entities")]
+    pub redact: Vec<String>,
+    /// Calls (with their transcripts, alerts, claims and scorecards) and
+    /// audit rows older than this many days are purged; kept forever when
+    /// absent.
+    pub retention_days: Option<u32>,
+}
+
+fn all_entities() -> Vec<String> {
+    Entity::CONFIGURABLE.iter().map(|e| e.name().to_owned()).collect()
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self {
+            redact: all_entities(),
+            retention_days: None,
+        }
+    }
+}
+
+impl Privacy {
+    pub fn entities(&self) -> Result<Entities> {
+        Entities::parse(&self.redact).context("bad configuration: privacy.redact")
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -174,16 +209,6 @@ impl StoreConfig {
     }
 }
 
-/// `[privacy]`: what the server keeps, and for how long.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Privacy {
-    /// Calls (with their transcripts, alerts, claims and scorecards) and
-    /// audit rows older than this many days are purged; kept forever when
-    /// absent.
-    pub retention_days: Option<u32>,
-}
-
 impl Default for ServeConfig {
     fn default() -> Self {
         Self {
@@ -292,6 +317,7 @@ impl ServeConfig {
         if self.privacy.retention_days == Some(0) {
             bail!("bad configuration: privacy.retention_days must be ≥ 1 (leave it out to keep calls forever)");
         }
+        self.privacy.entities()?;
         crate::agents::check(&self.agents)?;
         if let Some(twilio) = &self.gateways.twilio {
             twilio.check()?;
@@ -417,6 +443,22 @@ mod tests {
         assert_eq!(cfg.rules, None, "the built-in rulebook");
         let cfg = load(&format!("rules = \"/etc/callwatch/rules.toml\"\n{TOKENS}")).unwrap();
         assert_eq!(cfg.rules, Some(PathBuf::from("/etc/callwatch/rules.toml")));
+    }
+
+    #[test]
+    fn privacy_redacts_everything_unless_told_and_refuses_unknown_types() {
+        let cfg = load(TOKENS).unwrap();
+        assert_eq!(cfg.privacy.entities().unwrap(), Entities::default());
+        let cfg = load(&format!("[privacy]\nredact = [\"card\", \"ssn\"]\n{TOKENS}")).unwrap();
+        assert_eq!(
+            cfg.privacy.entities().unwrap(),
+            Entities::parse(&["ssn", "card"]).unwrap()
+        );
+        let err = format!(
+            "{:#}",
+            load(&format!("[privacy]\nredact = [\"card\", \"names\"]\n{TOKENS}")).unwrap_err()
+        );
+        assert!(err.contains("privacy.redact") && err.contains("\"names\""), "{err}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ use crate::store::watched::Watched;
 use crate::store::CallStore;
 use crate::supervisor::Supervisor;
 use crate::tls::Tls;
-use crate::transcript_filter::{TranscriptFilter, Verbatim};
+use crate::transcript_filter::{Redaction, TranscriptFilter};
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
 
@@ -53,8 +53,10 @@ pub struct Server {
 
 impl Server {
     /// Loads the model and rules, opens the store, binds and starts serving.
+    /// Every word leaving a call session is redacted as `[privacy]` says.
     pub async fn start(config: ServeConfig) -> Result<Self> {
-        Self::start_filtered(config, Arc::new(Verbatim)).await
+        let redaction = Redaction(config.privacy.entities()?);
+        Self::start_filtered(config, Arc::new(redaction)).await
     }
 
     /// [`Server::start`], with every word leaving a call session passing `filter`.

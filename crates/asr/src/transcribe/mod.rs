@@ -125,7 +125,13 @@ impl Transcriber {
         if !looping || fitted == self.n_audio_ctx {
             return Ok(hyp);
         }
-        tracing::debug!(fitted, text = %hyp.text, "decode looped; retrying with the full context");
+        // Never the words themselves: logs are not redacted (card numbers).
+        tracing::debug!(
+            fitted,
+            chars = hyp.text.chars().count(),
+            tokens = hyp.n_tokens,
+            "decode looped; retrying with the full context"
+        );
         self.decode(audio, self.n_audio_ctx, budget)
     }
 
@@ -213,6 +219,7 @@ pub fn transcribe_recording(
                 start_s: round_ms(utt.start_s),
                 end_s: round_ms(utt.end_s),
                 text: hyp.text,
+                redacted: Vec::new(),
             });
         }
     }

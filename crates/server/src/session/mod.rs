@@ -47,7 +47,7 @@ use callwatch_core::time::now_unix_ms;
 
 use crate::slots::Full;
 pub use crate::slots::{Sessions, Slot};
-pub use crate::transcript_filter::{TranscriptFilter, Verbatim};
+pub use crate::transcript_filter::{CallFilter, Redaction, TranscriptFilter, Verbatim};
 
 /// Messages queued for the adapter (see the module's queue policy).
 const REPLY_QUEUE: usize = 64;
@@ -181,7 +181,7 @@ pub async fn open(shared: &Arc<Shared>, spec: CallSpec) -> Result<(CallHandle, m
     let rules = shared.rules().book.clone();
     let config = CallConfig::new(&spec.call_id);
     let engine = CallRules::new(rules.clone(), &spec.call_id, config.vad.hangover, Vec::new());
-    let filter = shared.sessions.filter();
+    let filter = shared.sessions.filter().for_call();
     let call = shared
         .calls
         .insert(

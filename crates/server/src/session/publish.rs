@@ -15,7 +15,7 @@ use crate::feed::Feed;
 use crate::filter::Meta;
 use crate::pb;
 use crate::store::CallStore;
-use crate::transcript_filter::{self as filter, TranscriptFilter};
+use crate::transcript_filter::{self as filter, CallFilter};
 use callwatch_core::alerts::{Audience, RuleOutput};
 use callwatch_core::events::Transcript;
 use callwatch_core::rules::{Control, Scorecard};
@@ -37,7 +37,8 @@ pub struct Publisher<'a> {
     pub feed: &'a dyn Feed,
     pub desks: &'a Desks,
     pub meta: &'a Meta,
-    pub filter: &'a dyn TranscriptFilter,
+    /// The call's own filter: it may keep state across utterances.
+    pub filter: Box<dyn CallFilter>,
     /// Back to the adapter: nudges and retractions wait for room (never
     /// dropped); an adapter that stops reading stalls only its own call.
     pub replies: &'a mpsc::Sender<Outgoing>,
@@ -68,7 +69,7 @@ impl<'a> Publisher<'a> {
         feed: &'a dyn Feed,
         desks: &'a Desks,
         meta: &'a Meta,
-        filter: &'a dyn TranscriptFilter,
+        filter: Box<dyn CallFilter>,
         replies: &'a mpsc::Sender<Outgoing>,
     ) -> Self {
         Self {
@@ -105,8 +106,8 @@ impl<'a> Publisher<'a> {
 
     /// A transcript revision: finals into the store, every revision to the
     /// call's watchers.
-    pub fn transcript(&self, t: &Transcript) -> anyhow::Result<()> {
-        let revision = filter::revision(self.filter, pb::TranscriptRevision::from(t));
+    pub fn transcript(&mut self, t: &Transcript) -> anyhow::Result<()> {
+        let revision = filter::revision(&mut *self.filter, t.channel, pb::TranscriptRevision::from(t));
         if t.is_final {
             self.store.add_final(&revision)?;
         }
@@ -125,7 +126,7 @@ impl<'a> Publisher<'a> {
     pub fn output(&mut self, output: RuleOutput) -> anyhow::Result<()> {
         match output {
             RuleOutput::Alert(alert) => {
-                let wire = filter::alert(self.filter, pb::Alert::from(&alert));
+                let wire = filter::alert(&*self.filter, pb::Alert::from(&alert));
                 let nudge = alert.audience.contains(&Audience::Agent);
                 let meta = Meta {
                     severity: Some(wire.severity),
@@ -195,7 +196,7 @@ impl<'a> Publisher<'a> {
             return;
         }
         self.scorecard_revision = Some(card.revision());
-        let card = filter::scorecard(self.filter, pb::Scorecard::from(card));
+        let card = filter::scorecard(&*self.filter, pb::Scorecard::from(card));
         *self.call.scorecard.lock().expect("poisoned") = card.clone();
         self.call.publish(Update::Scorecard(card));
     }
@@ -219,7 +220,7 @@ impl<'a> Publisher<'a> {
     /// The call is over: `info` (its final state) and its scorecard into
     /// the store, the feed, the watchers and the agent's panel.
     pub fn ended(&self, info: pb::CallInfo, card: &Scorecard) -> anyhow::Result<pb::CallEnded> {
-        let card = filter::scorecard(self.filter, pb::Scorecard::from(card));
+        let card = filter::scorecard(&*self.filter, pb::Scorecard::from(card));
         self.store.end_call(&info, Some(&card))?;
         let ended = pb::CallEnded {
             call: Some(info.clone()),
@@ -239,7 +240,6 @@ impl<'a> Publisher<'a> {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
     use std::sync::Arc;
 
     use super::*;
@@ -248,17 +248,24 @@ mod tests {
     use crate::feed::hub::Hub;
     use crate::store::sqlite::Sqlite;
     use callwatch_core::alerts::{Party, Severity};
+    use callwatch_core::audio::Channel;
+    use callwatch_core::redact::Redacted;
 
     /// Masks every letter and digit: nothing readable may get past it.
     struct Mask;
 
-    impl TranscriptFilter for Mask {
-        fn words<'a>(&self, text: &'a str) -> Cow<'a, str> {
-            Cow::Owned(
-                text.chars()
-                    .map(|c| if c.is_alphanumeric() { '*' } else { c })
-                    .collect(),
-            )
+    impl CallFilter for Mask {
+        fn revision(&mut self, _: Channel, _: bool, text: &str) -> Redacted {
+            Redacted {
+                text: self.evidence(text),
+                spans: Vec::new(),
+            }
+        }
+
+        fn evidence(&self, text: &str) -> String {
+            text.chars()
+                .map(|c| if c.is_alphanumeric() { '*' } else { c })
+                .collect()
         }
     }
 
@@ -322,7 +329,7 @@ mod tests {
         let call = f.calls.get("c1").unwrap();
         let mut watcher = call.updates.subscribe();
         let (replies, mut agent) = mpsc::channel(8);
-        let mut p = Publisher::new(&call, &*f.store, &f.feed, &f.desks, &f.meta, &Mask, &replies);
+        let mut p = Publisher::new(&call, &*f.store, &f.feed, &f.desks, &f.meta, Box::new(Mask), &replies);
         p.transcript(&Transcript {
             call_id: "c1".into(),
             channel: callwatch_core::audio::Channel::Agent,
@@ -365,7 +372,7 @@ mod tests {
         let f = fixture();
         let call = f.calls.get("c1").unwrap();
         let (replies, mut agent) = mpsc::channel(8);
-        let mut p = Publisher::new(&call, &*f.store, &f.feed, &f.desks, &f.meta, &Mask, &replies);
+        let mut p = Publisher::new(&call, &*f.store, &f.feed, &f.desks, &f.meta, Box::new(Mask), &replies);
         p.agent_speaking(true);
         p.output(alert(1, Severity::Warning)).unwrap();
         p.output(alert(2, Severity::Warning)).unwrap();

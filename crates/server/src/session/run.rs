@@ -16,7 +16,7 @@ use crate::context::Shared;
 use crate::filter::Meta;
 use crate::pb;
 use crate::store::watched::Watched;
-use crate::transcript_filter::TranscriptFilter;
+use crate::transcript_filter::CallFilter;
 use callwatch_core::audio::Channel;
 use callwatch_core::events::Event;
 use callwatch_core::pipeline::Call;
@@ -32,7 +32,7 @@ pub(super) struct Session {
     pub pipeline: Call,
     pub engine: CallRules,
     pub activity: Activity,
-    pub filter: Arc<dyn TranscriptFilter>,
+    pub filter: Box<dyn CallFilter>,
     pub inputs: std::sync::mpsc::Receiver<Input>,
     pub replies: mpsc::Sender<Outgoing>,
     pub slot: Slot,
@@ -93,7 +93,7 @@ impl Session {
             &*shared.feed,
             &shared.desks,
             &meta,
-            &*filter,
+            filter,
             &replies,
         );
         let followed = follow(

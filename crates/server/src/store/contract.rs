@@ -119,6 +119,7 @@ fn final_text(call_id: &str, channel: i32, utterance: u64, start_s: f64, text: &
         start_s,
         end_s: start_s + 1.0,
         text: text.into(),
+        redacted: Vec::new(),
     }
 }
 

@@ -362,6 +362,8 @@ impl CallStore for Sqlite {
                     start_s: r.get(2)?,
                     end_s: r.get(3)?,
                     text: r.get(4)?,
+                    // The text keeps its markers; their places are not stored.
+                    redacted: Vec::new(),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
