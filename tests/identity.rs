@@ -121,10 +121,15 @@ async fn the_configured_team_decides_and_other_teams_calls_do_not_exist() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().contains("[[agents]]"), "{}", denied.message());
 
-    // A 1 MB team is refused before the store sees it.
+    // A 1 MB team is refused before the store sees it: the message is over
+    // CallIngest's decode limit. A long one under that limit is not the
+    // agent's team.
     let before = db_bytes(&data);
     let huge = "t".repeat(1 << 20);
-    let denied = short_call(&a17, "huge-team", "a17", &huge).await.unwrap_err();
+    let refused = short_call(&a17, "huge-team", "a17", &huge).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    let long = "t".repeat(100);
+    let denied = short_call(&a17, "long-team", "a17", &long).await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert!(denied.message().len() < 300, "the reply does not echo the team");
     let all = conn(&server, SUP_ALL);
@@ -193,6 +198,10 @@ async fn without_agents_the_softphones_team_is_bounded() {
     let server = start(dir.path()).await;
     let a17 = conn(&server, AGENT_A17);
     let refused = short_call(&a17, "huge-team", "a17", &"t".repeat(1 << 20))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "over the decode limit");
+    let refused = short_call(&a17, "long-team", "a17", &"t".repeat(100))
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::InvalidArgument);

@@ -52,7 +52,8 @@ async function followFeed(): Promise<void> {
   void refreshCalls();
   const stream = supervisor.watchAlerts(request, { headers: state.headers });
   for await (const event of stream) {
-    state.cursor = event.cursor;
+    // Live-only events (service.store_failed) have no cursor: keep the last.
+    if (event.cursor) state.cursor = event.cursor;
     onFeedEvent(event);
   }
 }

@@ -14,9 +14,16 @@
 use std::collections::{HashMap, HashSet};
 
 use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
 use tonic::Status;
 
-use crate::config::AgentEntry;
+/// One `[[agents]]` table of the config.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentEntry {
+    pub id: String,
+    pub team: String,
+}
 
 /// Longest team name, bytes: a team is a label in every feed event, row and
 /// dashboard filter.

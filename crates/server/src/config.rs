@@ -11,6 +11,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
 use serde::{Deserialize, Serialize};
 
+pub use crate::agents::AgentEntry;
 use crate::auth::{self, Identity, Role, Tokens};
 use callwatch_core::redact::{Entities, Entity};
 
@@ -149,13 +150,6 @@ pub struct TlsFiles {
 pub struct Auth {
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AgentEntry {
-    pub id: String,
-    pub team: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
