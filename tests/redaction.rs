@@ -44,9 +44,11 @@ fn final_leak(text: &str) -> Option<String> {
     }
 }
 
-/// What a partial or evidence may not show: three digits in a row
-/// (separators aside), or anything a final may not show but digits.
-fn held_leak(text: &str) -> Option<String> {
+/// What a partial may not show: three digits in a row (separators aside).
+/// A partial's words about an email are garbled guesses ("strong, not
+/// smith, and lample") that no finder can tell from other words; the final
+/// decides, and finals are checked for the email's words too.
+fn partial_leak(text: &str) -> Option<String> {
     let mut run = 0;
     for c in text.chars() {
         if c.is_ascii_digit() {
@@ -58,8 +60,14 @@ fn held_leak(text: &str) -> Option<String> {
             run = 0;
         }
     }
+    None
+}
+
+/// What evidence (the words of finals) may not show: what a partial may
+/// not, and the email's words.
+fn held_leak(text: &str) -> Option<String> {
     let lower = text.to_lowercase();
-    (lower.contains("smith") || lower.contains("ample")).then(|| text.to_owned())
+    partial_leak(text).or_else(|| (lower.contains("smith") || lower.contains("ample")).then(|| text.to_owned()))
 }
 
 /// Byte strings of what was said, as the model writes it or as it is
@@ -273,7 +281,7 @@ fn nothing_said_leaves_the_service_unredacted() {
                 }
                 marked_finals += usize::from(!t.redacted.is_empty());
             }
-            Update::Transcript(t) => assert_eq!(held_leak(&t.text), None),
+            Update::Transcript(t) => assert_eq!(partial_leak(&t.text), None),
             Update::Alert(a) => assert_eq!(held_leak(&a.evidence), None),
             Update::Scorecard(card) => {
                 for item in card.sections.iter().flat_map(|s| &s.items) {
@@ -355,7 +363,7 @@ fn transcribe_and_monitor_redact_by_default() {
             if v["final"] == true {
                 assert_eq!(final_leak(text), None);
             } else {
-                assert_eq!(held_leak(text), None);
+                assert_eq!(partial_leak(text), None);
             }
         }
     }
