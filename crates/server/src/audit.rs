@@ -24,6 +24,9 @@ use crate::pb;
 use crate::store::CallStore;
 use callwatch_core::time::now_unix_ms;
 
+/// Refused-token rows dropped because the queue was full.
+pub const DROPPED_METRIC: &str = "callwatch_audit_dropped_total";
+
 /// Refused-token rows waiting for the writer thread.
 pub const QUEUE: usize = 1024;
 
@@ -105,7 +108,7 @@ impl Audit {
         match self.queue.try_send(event) {
             Ok(()) => {}
             Err(TrySendError::Full(row)) => {
-                metrics::counter!("callwatch_audit_dropped_total").increment(1);
+                metrics::counter!(DROPPED_METRIC).increment(1);
                 tracing::warn!(action = %row.action, peer = %row.peer, "audit queue full: a row was dropped");
             }
             Err(TrySendError::Disconnected(_)) => {

@@ -112,6 +112,8 @@ impl Server {
                 .with_http_listener(addr)
                 .install()
                 .with_context(|| format!("cannot serve metrics on {addr}"))?;
+            // Present from the start: a flood of refused tokens later adds no series.
+            metrics::counter!(crate::audit::DROPPED_METRIC).absolute(0);
         }
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
