@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -25,9 +25,14 @@ use callwatch_core::rules::config::Kind;
 use callwatch_core::text::word_error_rate;
 use callwatch_core::vad::{self, VadConfig};
 
+mod alerts;
 mod capacity;
+mod reference;
+mod serve;
 
+pub use alerts::{alert_latency, AlertsOptions};
 pub use capacity::{capacity, CapacityOptions};
+pub use serve::{serve_load, ServeLoadOptions};
 
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
 const PEER_SCRIPT: &str = "benches/peer_faster_whisper.py";
@@ -313,134 +318,5 @@ pub fn rule_latency(files: &[PathBuf], model: &Path, rules: &Path) -> Result<()>
         percentile(&latencies, 0.5),
         latencies[latencies.len() - 1]
     );
-    Ok(())
-}
-
-pub struct ServeLoadOptions {
-    pub file: PathBuf,
-    pub model: PathBuf,
-    pub rules: PathBuf,
-    pub calls: Vec<usize>,
-    pub workers: usize,
-}
-
-/// `callwatch bench serve`: K softphones stream the same call over loopback
-/// gRPC in real time into one in-process server, and one supervisor
-/// dashboard follows the alert feed. Latency runs from the end of the speech
-/// an alert is about (its `end_s`, in call time, mapped to wall time from the
-/// moment the softphone started) to the alert reaching the dashboard.
-pub async fn serve_load(opts: &ServeLoadOptions) -> Result<()> {
-    use callwatch_client::{self as client, Connection, SoftphoneCall, WatchFilter};
-    use callwatch_proto::pb::alert_event::Event as FeedEvent;
-    use callwatch_server::config::{ServeConfig, TokenEntry};
-    use std::collections::HashMap;
-    use std::sync::Mutex;
-
-    let recording = audio::read_wav(&opts.file)?;
-    let controls = callwatch_core::rules::sidecar::beside(&opts.file)?;
-    println!(
-        "serve: {} ({:.1} s) streamed in real time by K softphones over loopback gRPC; {} workers on {} cores",
-        opts.file.display(),
-        recording.duration_s(),
-        opts.workers,
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!(
-        "{:>5} {:>9} {:>9} {:>9} {:>9} {:>6} {:>8}",
-        "calls", "alerts", "p50 s", "p95 s", "max s", "CPU %", "RSS MB"
-    );
-    let token = |token: &str, role: &str| TokenEntry {
-        token: token.into(),
-        token_sha256: None,
-        role: role.into(),
-        name: None,
-        // The load is real-time softphones, paced like any.
-        fast: false,
-    };
-    for &k in &opts.calls {
-        let data = tempfile::tempdir()?;
-        let mut config = ServeConfig {
-            listen: "127.0.0.1:0".parse()?,
-            data: data.path().to_owned(),
-            model: Some(opts.model.clone()),
-            workers: opts.workers,
-            rules: Some(opts.rules.clone()),
-            ..ServeConfig::default()
-        };
-        config.limits.max_calls = k.max(1);
-        config.auth.tokens = vec![token("bench-supervisor", "supervisor:*"), token("bench-admin", "admin")];
-        let server = callwatch_server::server::Server::start(config).await?;
-        let url = format!("http://{}", server.addr);
-        let conn = |token: &str| Connection {
-            server: url.clone(),
-            token: token.into(),
-            ca: None,
-        };
-        // Call id → when its softphone started sending.
-        let started: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-        let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
-        let dashboard = {
-            let (supervisor, started, latencies) = (conn("bench-supervisor"), started.clone(), latencies.clone());
-            tokio::spawn(async move {
-                client::watch(&supervisor, WatchFilter::default(), "c0".into(), Some(k), |event| {
-                    if let Some(FeedEvent::Alert(a)) = &event.event {
-                        if let Some(t0) = started.lock().expect("poisoned").get(&a.call_id) {
-                            let spoken = *t0 + Duration::from_secs_f64(a.end_s);
-                            let late = Instant::now().saturating_duration_since(spoken).as_secs_f64();
-                            latencies.lock().expect("poisoned").push(late);
-                        }
-                    }
-                })
-                .await
-            })
-        };
-        let cpu_before = cpu_seconds();
-        let wall = Instant::now();
-        let phones: Vec<_> = (0..k)
-            .map(|i| {
-                let call = SoftphoneCall {
-                    call_id: format!("load-{k}-{i}"),
-                    agent_id: format!("agent{i}"),
-                    team: "bench".into(),
-                    recording: recording.clone(),
-                    controls: controls.clone(),
-                    fast: false,
-                    drop_at_end: false,
-                };
-                let (admin, started) = (conn("bench-admin"), started.clone());
-                tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs_f64(5.0 * i as f64 / k as f64)).await;
-                    started
-                        .lock()
-                        .expect("poisoned")
-                        .insert(call.call_id.clone(), Instant::now());
-                    client::softphone(&admin, call, |_| {}).await
-                })
-            })
-            .collect();
-        for phone in phones {
-            phone.await??;
-        }
-        tokio::time::timeout(Duration::from_secs(30), dashboard)
-            .await
-            .context("the dashboard did not see every call end")???;
-        let cpu = (cpu_seconds() - cpu_before) / wall.elapsed().as_secs_f64() * 100.0;
-        server.stop().await?;
-        let mut latencies = std::mem::take(&mut *latencies.lock().expect("poisoned"));
-        ensure!(
-            !latencies.is_empty(),
-            "{} raised no alerts to time",
-            opts.file.display()
-        );
-        latencies.sort_by(f64::total_cmp);
-        println!(
-            "{k:>5} {:>9} {:>9.3} {:>9.3} {:>9.3} {cpu:>6.0} {:>8.0}",
-            latencies.len(),
-            percentile(&latencies, 0.5),
-            percentile(&latencies, 0.95),
-            latencies.last().copied().unwrap_or(0.0),
-            peak_rss_mb()
-        );
-    }
     Ok(())
 }

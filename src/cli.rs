@@ -383,6 +383,25 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// K softphones streaming calls with known offending words and hold
+    /// violations: from the end of the words to the alert at a dashboard,
+    /// firing on partials against waiting for finals, in the same run.
+    Alerts {
+        /// Calls to replay, each with its .ref.json (and .events.jsonl)
+        /// [default: the abuse, jargon and hold-violation scenario calls].
+        files: Vec<PathBuf>,
+        /// Numbers of concurrent calls to try.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        calls: Vec<usize>,
+        /// ggml model [default: the search path; see `callwatch model locate`].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long, default_value = DEFAULT_RULES)]
+        rules: PathBuf,
+        /// Transcriber threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+    },
     /// Concurrent real-time calls on one machine: final latency, CPU, memory.
     Capacity {
         /// The call replayed by every simulated agent.

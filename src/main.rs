@@ -27,6 +27,17 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
 }
 
+/// The given recordings, or else these bundled scenario calls.
+fn or_scenarios(files: Vec<PathBuf>, names: &[&str]) -> Vec<PathBuf> {
+    if !files.is_empty() {
+        return files;
+    }
+    names
+        .iter()
+        .map(|n| PathBuf::from(format!("tests/fixtures/calls/{n}.wav")))
+        .collect()
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CALLWATCH_LOG").unwrap_or_else(|_| "warn".into()))
@@ -354,16 +365,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Bench {
             command: BenchCommand::Rules { files, rules, model },
         } => {
-            let files = if files.is_empty() {
-                ["talk_over_call", "silence_call"]
-                    .iter()
-                    .map(|n| PathBuf::from(format!("tests/fixtures/calls/{n}.wav")))
-                    .collect()
-            } else {
-                files
-            };
+            let files = or_scenarios(files, &["talk_over_call", "silence_call"]);
             bench::rule_latency(&files, &model::locate(model.as_deref())?, &rules)
         }
+        Command::Bench {
+            command:
+                BenchCommand::Alerts {
+                    files,
+                    calls,
+                    model,
+                    rules,
+                    workers,
+                },
+        } => runtime()?.block_on(bench::alert_latency(&bench::AlertsOptions {
+            files: or_scenarios(files, &["abuse_call", "jargon_call", "hold_violation_call"]),
+            model: model::locate(model.as_deref())?,
+            rules,
+            calls,
+            workers,
+        })),
         Command::Bench {
             command:
                 BenchCommand::Capacity {

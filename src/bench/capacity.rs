@@ -1,22 +1,22 @@
 //! `callwatch bench capacity`: how many real-time calls one machine carries,
 //! and whether it carries them whole.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
+use super::reference::Reference;
 use super::{cpu_seconds, peak_rss_mb};
 use crate::monitor::percentile;
 use callwatch_asr::transcribe::pool::{Pool, PoolConfig};
 use callwatch_asr::transcribe::Model;
 use callwatch_core::audio;
 use callwatch_core::capture::replay::{Pace, Replay};
-use callwatch_core::events::{Event, Transcript};
+use callwatch_core::events::Event;
 use callwatch_core::pipeline::{Call, CallConfig};
-use callwatch_core::text::{self, word_error_rate};
 
 pub struct CapacityOptions {
     pub file: PathBuf,
@@ -24,66 +24,6 @@ pub struct CapacityOptions {
     pub calls: Vec<usize>,
     pub workers: usize,
     pub threads: usize,
-}
-
-/// A call's reference transcript (`CALL.ref.json` beside `CALL.wav`): what
-/// was said, one entry per utterance.
-#[derive(serde::Deserialize)]
-struct Reference {
-    utterances: Vec<RefUtterance>,
-}
-
-#[derive(serde::Deserialize)]
-struct RefUtterance {
-    channel: String,
-    text: String,
-}
-
-impl Reference {
-    fn beside(wav: &Path) -> Result<Self> {
-        let path = wav.with_extension("ref.json");
-        let text = std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "bench capacity counts expected finals from the call's reference transcript, {} \
-                 (one {{\"channel\", \"text\", …}} per utterance, as in tests/fixtures/calls/*.ref.json)",
-                path.display()
-            )
-        })?;
-        serde_json::from_str(&text).with_context(|| format!("{}: not a reference transcript", path.display()))
-    }
-
-    /// Word errors of one call's finals, per channel in call-time order,
-    /// against this reference, and the reference's word count.
-    fn word_errors(&self, finals: &mut [Transcript]) -> (f64, usize) {
-        finals.sort_by(|a, b| a.start_s.total_cmp(&b.start_s));
-        let mut channels: Vec<&str> = self.utterances.iter().map(|u| u.channel.as_str()).collect();
-        channels.extend(finals.iter().map(|t| t.channel.name()));
-        channels.sort_unstable();
-        channels.dedup();
-        let (mut errors, mut words) = (0.0, 0);
-        for channel in channels {
-            let said = self
-                .utterances
-                .iter()
-                .filter(|u| u.channel == channel)
-                .map(|u| u.text.as_str());
-            let said = said.collect::<Vec<_>>().join(" ");
-            let heard = finals
-                .iter()
-                .filter(|t| t.channel.name() == channel)
-                .map(|t| t.text.as_str());
-            let heard = heard.collect::<Vec<_>>().join(" ");
-            let n = text::words(&said).len();
-            // Words heard on a channel the reference has no speech on are all insertions.
-            errors += if n == 0 {
-                text::words(&heard).len() as f64
-            } else {
-                word_error_rate(&said, &heard) * n as f64
-            };
-            words += n;
-        }
-        (errors, words)
-    }
 }
 
 /// `callwatch bench capacity`: K copies of a call replayed at once in real
@@ -94,7 +34,7 @@ impl Reference {
 /// beside the latency: a pool that kept up only by losing audio would show it.
 pub fn capacity(opts: &CapacityOptions) -> Result<()> {
     let recording = audio::read_wav(&opts.file)?;
-    let reference = Arc::new(Reference::beside(&opts.file)?);
+    let reference = Arc::new(Reference::beside(&opts.file, "bench capacity counts expected finals")?);
     let model = Model::load(&opts.model)?;
     println!(
         "capacity: {} ({:.1} s, stereo, {} utterances) replayed in real time; {} workers × {} thread(s) on {} cores",
