@@ -127,6 +127,8 @@ impl Call {
     /// Waits for the source and the front end to finish. A panic in the
     /// front end comes back as an error carrying its message; the call's
     /// event stream has closed by then (the unwinding thread drops its sink).
+    /// So does a failure the decoder recorded (`CallSink::fail`), once the
+    /// events have been read to their end.
     ///
     /// The front end is joined first: once it has died nothing drains the
     /// rings, so a source waiting for room (fast replay) would never finish.
@@ -149,7 +151,11 @@ impl Call {
         if report.xruns > 0 {
             metrics::counter!("callwatch_device_xruns_total").increment(report.xruns);
         }
-        Ok((report, self.source.wait()))
+        let source = self.source.wait();
+        if let Some(why) = self.events.fault() {
+            anyhow::bail!("{why}");
+        }
+        Ok((report, source))
     }
 }
 
