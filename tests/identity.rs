@@ -24,6 +24,7 @@ fn start_msg(call_id: &str, agent: &str, team: &str) -> pb::ClientMessage {
             sample_rate: 8_000,
             encoding: pb::Encoding::Mulaw as i32,
             channels: vec![pb::Channel::Agent as i32, pb::Channel::Customer as i32],
+            resume: None,
         })),
     }
 }

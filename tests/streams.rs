@@ -29,6 +29,7 @@ fn start_msg(call_id: &str, agent: &str) -> pb::ClientMessage {
             sample_rate: 8000,
             encoding: pb::Encoding::Pcm16le as i32,
             channels: vec![pb::Channel::Agent as i32, pb::Channel::Customer as i32],
+            resume: None,
         })),
     }
 }

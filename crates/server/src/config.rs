@@ -130,6 +130,11 @@ pub struct Limits {
     /// How far a stream's audio may run ahead of real time before the
     /// stream stops being read (tokens with `fast = true` excepted).
     pub pace_burst_s: f64,
+    /// How long a call whose connection broke waits for its softphone to
+    /// reconnect and resume it (`CallStart.resume`) before it is DROPPED;
+    /// 0: never resumed. A stream closed without END, or silent past
+    /// `idle_timeout_s`, is dropped at once.
+    pub resume_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -228,6 +233,7 @@ impl Default for ServeConfig {
                 max_concurrent_streams: 32,
                 max_gap_ms: 10_000,
                 pace_burst_s: 2.0,
+                resume_s: 30.0,
             },
             tls: None,
             auth: Auth::default(),
@@ -336,6 +342,12 @@ impl ServeConfig {
             if !(s.is_finite() && (0.001..=1e7).contains(&s)) {
                 bail!("bad configuration: {what} must be seconds between 0.001 and 10000000, not {s}");
             }
+        }
+        if !(l.resume_s.is_finite() && (0.0..=1e7).contains(&l.resume_s)) {
+            bail!(
+                "bad configuration: limits.resume_s must be seconds between 0 and 10000000, not {}",
+                l.resume_s
+            );
         }
         if l.calls_per_agent == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
             bail!("bad configuration: limits.calls_per_agent, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
