@@ -230,7 +230,9 @@ async fn a_break_nobody_resumes_is_a_dropped_call_and_cannot_be_resumed_after() 
     // Past resume_s (as after a restart, when no call is parked) the call
     // cannot be resumed.
     let late = open(&conn(&server, AGENT_A17), vec![start("lost-1", "a17", Some(vec![50]))]).await;
-    let status = late.err().expect("refused");
+    let Err(status) = late else {
+        panic!("a call past resume_s was resumed")
+    };
     assert_eq!(status.code(), Code::NotFound);
     assert!(
         status.message().contains("not waiting to be resumed"),

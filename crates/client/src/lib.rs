@@ -123,7 +123,7 @@ pub async fn softphone(
     let call = Arc::new(call);
     let started = Instant::now();
     let mut acked = match stream(conn, &call, started, None, &mut on_message).await? {
-        Streamed::Done(ended) => return Ok(ended),
+        Streamed::Done(ended) => return Ok(ended.map(|e| *e)),
         Streamed::Broken { why, acked } => {
             tracing::warn!(call = %call.call_id, "the connection broke ({why}); resuming");
             acked
@@ -135,7 +135,7 @@ pub async fn softphone(
     let mut broke_at = Instant::now();
     loop {
         match stream(conn, &call, started, Some(acked.clone()), &mut on_message).await {
-            Ok(Streamed::Done(ended)) => return Ok(ended),
+            Ok(Streamed::Done(ended)) => return Ok(ended.map(|e| *e)),
             Ok(Streamed::Broken { why, acked: now }) => {
                 tracing::warn!(call = %call.call_id, "the connection broke again ({why}); resuming");
                 acked = now;
@@ -166,7 +166,7 @@ const RESUME_RETRY: Duration = Duration::from_millis(200);
 /// How one stream of a call ended.
 enum Streamed {
     /// The call is over (its end, if the server sent one).
-    Done(Option<pb::CallEnded>),
+    Done(Option<Box<pb::CallEnded>>),
     /// The transport failed: the call may be resumed from `acked` (the
     /// last Ack's `next_seq`).
     Broken { why: String, acked: Vec<u64> },
@@ -238,7 +238,7 @@ async fn stream(
                 }
                 on_message(&msg);
                 if let Some(pb::server_message::Message::Ended(e)) = msg.message {
-                    ended = Some(e);
+                    ended = Some(Box::new(e));
                 }
             }
             Ok(None) => break,
