@@ -122,6 +122,9 @@ pub struct Limits {
     pub keepalive_s: f64,
     /// Calls one agent may stream at once.
     pub calls_per_agent: usize,
+    /// Calls one token may stream at once (an admin token or a relay
+    /// streaming for many agents included).
+    pub calls_per_token: usize,
     /// Streams at once on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
     /// Largest silence a jump in an audio packet sequence may stand for;
@@ -230,6 +233,7 @@ impl Default for ServeConfig {
                 max_call_s: 4.0 * 3600.0,
                 keepalive_s: 10.0,
                 calls_per_agent: 1,
+                calls_per_token: 64,
                 max_concurrent_streams: 32,
                 max_gap_ms: 10_000,
                 pace_burst_s: 2.0,
@@ -349,8 +353,8 @@ impl ServeConfig {
                 l.resume_s
             );
         }
-        if l.calls_per_agent == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
-            bail!("bad configuration: limits.calls_per_agent, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
+        if l.calls_per_agent == 0 || l.calls_per_token == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
+            bail!("bad configuration: limits.calls_per_agent, limits.calls_per_token, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
         }
         if let Some(tls) = &self.tls {
             let ca = tls.client_ca.as_ref().map(|ca| ("tls.client_ca", ca));
@@ -421,6 +425,7 @@ impl ServeConfig {
                     name,
                     role,
                     fast: t.fast,
+                    token: digest,
                 },
             ));
         }

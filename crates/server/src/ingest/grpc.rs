@@ -13,6 +13,7 @@ use tokio_stream::adapters::Map;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::per_token::TokenCalls;
 use super::resume::{Parked, Parking, Replies};
 use crate::context::Shared;
 use crate::session::{self, Abort, CallSpec, Ending, Outgoing, Refusal};
@@ -29,6 +30,7 @@ pub struct Ingest {
     shared: Arc<Shared>,
     /// Calls whose stream broke, waiting to be resumed.
     parking: Arc<Parking>,
+    tokens: TokenCalls,
 }
 
 impl Ingest {
@@ -36,6 +38,7 @@ impl Ingest {
         Self {
             shared,
             parking: Arc::default(),
+            tokens: TokenCalls::default(),
         }
     }
 }
@@ -228,12 +231,14 @@ impl pb::call_ingest_server::CallIngest for Ingest {
             }
             None => {
                 spec.team = self.shared.agents.team_of(&spec.agent_id, &spec.team)?;
+                let token = self.tokens.take(who.token, &who.name, limits.calls_per_token)?;
                 let (handle, replies) = session::open(&self.shared, spec.clone()).await.map_err(refused)?;
                 Parked {
                     handle,
                     replies: Replies::new(replies),
                     spec,
                     opened: Instant::now(),
+                    token,
                 }
             }
         };

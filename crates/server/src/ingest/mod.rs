@@ -12,6 +12,7 @@
 //! task, forward its replies.
 
 pub mod grpc;
+pub mod per_token;
 pub mod resume;
 pub mod twilio;
 

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tonic::Status;
 
+use super::per_token::TokenCall;
 use crate::pb;
 use crate::session::{Abort, CallHandle, CallSpec, Ending, Outgoing};
 
@@ -57,6 +58,8 @@ pub struct Parked {
     pub spec: CallSpec,
     /// When the call was opened: `max_call_s` counts from here.
     pub opened: Instant,
+    /// The call's place among its token's (`limits.calls_per_token`).
+    pub token: TokenCall,
 }
 
 /// The calls waiting to be resumed.
