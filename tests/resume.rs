@@ -241,3 +241,40 @@ async fn a_break_nobody_resumes_is_a_dropped_call_and_cannot_be_resumed_after() 
     );
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restart_a_broken_call_is_aborted_and_not_resumed() {
+    let data = tempfile::tempdir().unwrap();
+    let server = serve(data.path(), 30.0).await;
+    let relay = Relay::start(server.addr).await;
+    let mut first = vec![start("restart-1", "a17", None)];
+    first.extend((0..60).map(audio));
+    let mut replies = open(&relay.conn(AGENT_A17), first).await.unwrap();
+    while !matches!(replies.message().await.unwrap().unwrap().message, Some(Out::Ack(_))) {}
+    assert_eq!(relay.cut(), 1);
+    // Parked, still live; then the server stops: the call ends as aborted.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        record(&server, "restart-1").await.call.unwrap().state,
+        pb::CallState::Live as i32
+    );
+    server.stop().await.unwrap();
+
+    let server = serve(data.path(), 30.0).await;
+    let info = record(&server, "restart-1").await.call.unwrap();
+    assert_eq!(info.state, pb::CallState::Aborted as i32, "{}", info.reason);
+    let resumed = open(
+        &conn(&server, AGENT_A17),
+        vec![start("restart-1", "a17", Some(vec![50]))],
+    )
+    .await;
+    let Err(status) = resumed else {
+        panic!("a call from before the restart was resumed")
+    };
+    assert_eq!(status.code(), Code::NotFound, "{}", status.message());
+    assert_eq!(
+        record(&server, "restart-1").await.call.unwrap().state,
+        pb::CallState::Aborted as i32
+    );
+    server.stop().await.unwrap();
+}
