@@ -357,4 +357,46 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.to_string(), "the call's front end failed: decoder exploded");
     }
+
+    /// A decoder that cannot decode a final: it closes the utterance with
+    /// an empty one and tells the call why.
+    struct Failing;
+    impl Decoder for Failing {
+        fn submit(&self, job: Job) {
+            if !job.is_final {
+                return;
+            }
+            job.sink
+                .fail(format!("utterance {} could not be decoded", job.utterance_id));
+            job.sink.send(Event::Transcript(crate::events::Transcript {
+                call_id: job.sink.call_id.clone(),
+                channel: job.channel,
+                utterance_id: job.utterance_id,
+                revision: job.revision,
+                is_final: true,
+                start_s: job.start_s,
+                end_s: job.end_s,
+                text: String::new(),
+                tokens: Vec::new(),
+                ready_after_s: 0.0,
+            }));
+        }
+    }
+
+    /// The call goes on to the end of its audio, then `join` reports the
+    /// first failure the decoder recorded.
+    #[test]
+    fn a_final_the_decoder_failed_makes_join_an_error() {
+        let wav = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jfk.wav");
+        let source = Box::new(Replay::new(read_wav(&wav).unwrap(), Pace::Fast));
+        let call = Call::start(source, Arc::new(Failing), CallConfig::new("failing")).unwrap();
+        let finals = call
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Transcript(t) if t.is_final))
+            .count();
+        assert!(finals >= 1);
+        let err = call.join().unwrap_err();
+        assert_eq!(err.to_string(), "utterance 0 could not be decoded");
+    }
 }
