@@ -24,6 +24,7 @@ fn start_msg(call_id: &str, agent: &str, team: &str) -> pb::ClientMessage {
             sample_rate: 8_000,
             encoding: pb::Encoding::Mulaw as i32,
             channels: vec![pb::Channel::Agent as i32, pb::Channel::Customer as i32],
+            resume: None,
         })),
     }
 }
@@ -185,6 +186,20 @@ async fn the_configured_team_decides_and_other_teams_calls_do_not_exist() {
         (hidden.code(), hidden.message()),
         (Code::NotFound, "no call \"no-team\"")
     );
+    // A note past 2 KiB is refused before anything is looked up or stored.
+    let long = conn(&server, SUP_BILLING)
+        .supervisor()
+        .await
+        .unwrap()
+        .acknowledge_alert(pb::AcknowledgeAlertRequest {
+            call_id: "no-team".into(),
+            alert_id: 1,
+            note: "n".repeat(2049),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument);
+    assert!(long.message().contains("note is 2049 bytes"), "{}", long.message());
     // An agent is refused as an agent, before any call is looked up.
     let denied = get_call(&a17, "no-team").await.unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);

@@ -41,6 +41,7 @@ fn start_msg(call_id: &str, rate: u32, encoding: i32) -> pb::client_message::Mes
         sample_rate: rate,
         encoding,
         channels: vec![pb::Channel::Agent as i32, pb::Channel::Customer as i32],
+        resume: None,
     })
 }
 

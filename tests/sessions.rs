@@ -385,6 +385,7 @@ async fn a_hundred_simultaneous_starts_never_exceed_max_calls() {
                         sample_rate: 8_000,
                         encoding: pb::Encoding::Pcm16le.into(),
                         channels: vec![pb::Channel::Agent.into()],
+                        resume: None,
                     })),
                 })
                 .await

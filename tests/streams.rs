@@ -29,6 +29,7 @@ fn start_msg(call_id: &str, agent: &str) -> pb::ClientMessage {
             sample_rate: 8000,
             encoding: pb::Encoding::Pcm16le as i32,
             channels: vec![pb::Channel::Agent as i32, pb::Channel::Customer as i32],
+            resume: None,
         })),
     }
 }
@@ -188,11 +189,45 @@ async fn a_frozen_softphone_is_dropped_within_the_idle_timeout_and_its_slot_is_f
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_streams_at_most_calls_per_token_whatever_agents_it_streams_for() {
+    let data = tempfile::tempdir().unwrap();
+    let mut cfg = config(data.path());
+    cfg.limits.calls_per_token = 2;
+    let server = Server::start(cfg).await.unwrap();
+    let admin = conn(&server, ADMIN);
+    let (first, first_replies) = open(&admin, vec![start_msg("relay-1", "agent-1")]).await;
+    let (second, second_replies) = open(&admin, vec![start_msg("relay-2", "agent-2")]).await;
+    let (_third, refused) = open(&admin, vec![start_msg("relay-3", "agent-3")]).await;
+    let status = refused.expect_err("a third call on the same token");
+    assert_eq!(status.code(), Code::ResourceExhausted);
+    assert!(status.message().contains("limits.calls_per_token"), "{status:?}");
+    // Another token is not held up by it.
+    let (other, other_replies) = open(&conn(&server, AGENT_A17), vec![start_msg("a17-own", "a17")]).await;
+    let other_replies = other_replies.expect("another token's call");
+    // A call ended gives its place back.
+    first.send(end_msg()).await.unwrap();
+    ending(first_replies.unwrap()).await.unwrap();
+    let (fourth, fourth_replies) = open(&admin, vec![start_msg("relay-4", "agent-4")]).await;
+    let fourth_replies = fourth_replies.expect("a place came back");
+    for (tx, replies) in [
+        (second, second_replies.unwrap()),
+        (other, other_replies),
+        (fourth, fourth_replies),
+    ] {
+        tx.send(end_msg()).await.unwrap();
+        ending(replies).await.unwrap();
+    }
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_simultaneous_starts_never_exceed_max_calls_nor_one_call_per_agent() {
     let data = tempfile::tempdir().unwrap();
     let mut cfg = config(data.path());
     cfg.limits.max_calls = 8;
     cfg.limits.calls_per_agent = 1;
+    // One token starts them all; its own limit has its own test.
+    cfg.limits.calls_per_token = 100;
     let server = Server::start(cfg).await.unwrap();
     let shared = server.shared().clone();
     // The admin may stream as any agent: 100 agents, 100 connections.

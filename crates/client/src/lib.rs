@@ -6,6 +6,7 @@
 pub mod audit;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -119,7 +120,80 @@ pub async fn softphone(
     call: SoftphoneCall,
     mut on_message: impl FnMut(&pb::ServerMessage),
 ) -> Result<Option<pb::CallEnded>> {
-    let mut client = conn.ingest().await?;
+    let call = Arc::new(call);
+    let started = Instant::now();
+    let mut acked = match stream(conn, &call, started, None, &mut on_message).await? {
+        Streamed::Done(ended) => return Ok(ended.map(|e| *e)),
+        Streamed::Broken { why, acked } => {
+            tracing::warn!(call = %call.call_id, "the connection broke ({why}); resuming");
+            acked
+        }
+        Streamed::Unreachable(why) => bail!("cannot connect to {}: {why}", conn.server),
+    };
+    // Each try that breaks again starts the window afresh: the server's
+    // `limits.resume_s` counts from each break.
+    let mut broke_at = Instant::now();
+    loop {
+        match stream(conn, &call, started, Some(acked.clone()), &mut on_message).await {
+            Ok(Streamed::Done(ended)) => return Ok(ended.map(|e| *e)),
+            Ok(Streamed::Broken { why, acked: now }) => {
+                tracing::warn!(call = %call.call_id, "the connection broke again ({why}); resuming");
+                acked = now;
+                broke_at = Instant::now();
+            }
+            // The server is not reachable yet: try again until the window closes.
+            Ok(Streamed::Unreachable(why)) if broke_at.elapsed() < RESUME_FOR => {
+                tracing::debug!(call = %call.call_id, "cannot reach the server yet: {why}");
+                tokio::time::sleep(RESUME_RETRY).await;
+            }
+            Ok(Streamed::Unreachable(why)) => {
+                bail!(
+                    "cannot resume call {}: the server was unreachable for {} s: {why}",
+                    call.call_id,
+                    RESUME_FOR.as_secs()
+                )
+            }
+            Err(e) => return Err(e.context(format!("cannot resume call {}", call.call_id))),
+        }
+    }
+}
+
+/// How long a softphone tries to resume a call after its connection broke
+/// (the server's `limits.resume_s`, 30 s by default, decides if it still can).
+const RESUME_FOR: Duration = Duration::from_secs(30);
+const RESUME_RETRY: Duration = Duration::from_millis(200);
+
+/// How one stream of a call ended.
+enum Streamed {
+    /// The call is over (its end, if the server sent one).
+    Done(Option<Box<pb::CallEnded>>),
+    /// The transport failed: the call may be resumed from `acked` (the
+    /// last Ack's `next_seq`).
+    Broken { why: String, acked: Vec<u64> },
+    /// The stream could not start: the server was unreachable (why).
+    Unreachable(String),
+}
+
+/// A failure of the connection itself, not a status the server sent (which
+/// carries no source error).
+fn is_transport(status: &Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// One stream of the call: fresh (`resume` is `None`), or resuming it from
+/// where the server says once it has accepted.
+async fn stream(
+    conn: &Connection,
+    call: &Arc<SoftphoneCall>,
+    started: Instant,
+    resume: Option<Vec<u64>>,
+    on_message: &mut impl FnMut(&pb::ServerMessage),
+) -> Result<Streamed> {
+    let mut client = match conn.ingest().await {
+        Ok(client) => client,
+        Err(e) if resume.is_some() => return Ok(Streamed::Unreachable(format!("{e:#}"))),
+        Err(e) => return Err(e),
+    };
     let (tx, rx) = mpsc::channel(32);
     let roles = call
         .recording
@@ -134,46 +208,81 @@ pub async fn softphone(
         sample_rate: call.recording.sample_rate,
         encoding: pb::Encoding::Pcm16le.into(),
         channels: roles,
+        resume: resume.clone().map(|acked_seq| pb::Resume { acked_seq }),
     };
     tx.send(message(pb::client_message::Message::Start(start))).await?;
-    let mut responses = client
-        .stream_call(ReceiverStream::new(rx))
-        .await
-        .map_err(status_error)?
-        .into_inner();
-    let sender = tokio::spawn(send_audio(call, tx));
+    let resuming = resume.is_some();
+    let mut responses = match client.stream_call(ReceiverStream::new(rx)).await {
+        Ok(r) => r.into_inner(),
+        Err(status) if resuming && is_transport(&status) => {
+            return Ok(Streamed::Unreachable(status.message().to_owned()))
+        }
+        Err(status) => return Err(status_error(status)),
+    };
+    let mut acked = resume.unwrap_or_default();
+    // A fresh call sends from its start; a resumed one once the server's
+    // first Ack says from where.
+    let mut tx = Some(tx);
+    let mut sender =
+        (!resuming).then(|| tokio::spawn(send_audio(call.clone(), tx.take().expect("unused"), 0, started)));
     let mut ended = None;
     loop {
         match responses.message().await {
             Ok(Some(msg)) => {
+                if let Some(pb::server_message::Message::Ack(ack)) = &msg.message {
+                    acked.clone_from(&ack.next_seq);
+                    if let Some(tx) = tx.take() {
+                        let from = ack.next_seq.iter().copied().min().unwrap_or(0);
+                        sender = Some(tokio::spawn(send_audio(call.clone(), tx, from, started)));
+                    }
+                }
                 on_message(&msg);
                 if let Some(pb::server_message::Message::Ended(e)) = msg.message {
-                    ended = Some(e);
+                    ended = Some(Box::new(e));
                 }
             }
             Ok(None) => break,
             Err(status) => {
-                sender.abort();
+                if let Some(sender) = &sender {
+                    sender.abort();
+                }
+                if is_transport(&status) {
+                    return Ok(Streamed::Broken {
+                        why: status.message().to_owned(),
+                        acked,
+                    });
+                }
                 return Err(status_error(status));
             }
         }
     }
-    sender.await??;
-    Ok(ended)
+    if let Some(sender) = sender {
+        sender.await??;
+    }
+    Ok(Streamed::Done(ended))
 }
 
 fn message(m: pb::client_message::Message) -> pb::ClientMessage {
     pb::ClientMessage { message: Some(m) }
 }
 
-async fn send_audio(call: SoftphoneCall, tx: mpsc::Sender<pb::ClientMessage>) -> Result<()> {
+/// Sends the call's audio from packet `from` on (0: the whole call, with
+/// its controls; later: what a broken stream may have lost, then the rest,
+/// with the controls from there), paced from `started` unless fast.
+async fn send_audio(
+    call: Arc<SoftphoneCall>,
+    tx: mpsc::Sender<pb::ClientMessage>,
+    from: u64,
+    started: Instant,
+) -> Result<()> {
     let rec = &call.recording;
     let block = (rec.sample_rate as f64 * PACKET_S) as usize;
     let len = rec.channels[0].1.len();
-    let mut controls = call.controls.iter().peekable();
-    let started = Instant::now();
+    let from_s = (from as usize * block) as f64 / rec.sample_rate as f64;
+    let pending: Vec<&Control> = call.controls.iter().filter(|c| from == 0 || c.t_s >= from_s).collect();
+    let mut controls = pending.into_iter().peekable();
     let gone = || anyhow::anyhow!("the server closed the call");
-    for (seq, pos) in (0..len).step_by(block).enumerate() {
+    for (seq, pos) in (0..len).step_by(block).enumerate().skip(from as usize) {
         let t_s = pos as f64 / rec.sample_rate as f64;
         while let Some(c) = controls.next_if(|c| c.t_s <= t_s) {
             tx.send(message(pb::client_message::Message::Control(control(c))))

@@ -127,6 +127,8 @@ impl Call {
     /// Waits for the source and the front end to finish. A panic in the
     /// front end comes back as an error carrying its message; the call's
     /// event stream has closed by then (the unwinding thread drops its sink).
+    /// So does a failure the decoder recorded (`CallSink::fail`), once the
+    /// events have been read to their end.
     ///
     /// The front end is joined first: once it has died nothing drains the
     /// rings, so a source waiting for room (fast replay) would never finish.
@@ -149,7 +151,11 @@ impl Call {
         if report.xruns > 0 {
             metrics::counter!("callwatch_device_xruns_total").increment(report.xruns);
         }
-        Ok((report, self.source.wait()))
+        let source = self.source.wait();
+        if let Some(why) = self.events.fault() {
+            anyhow::bail!("{why}");
+        }
+        Ok((report, source))
     }
 }
 
@@ -350,5 +356,47 @@ mod tests {
             .expect("the event stream stayed open after the panic")
             .unwrap_err();
         assert_eq!(err.to_string(), "the call's front end failed: decoder exploded");
+    }
+
+    /// A decoder that cannot decode a final: it closes the utterance with
+    /// an empty one and tells the call why.
+    struct Failing;
+    impl Decoder for Failing {
+        fn submit(&self, job: Job) {
+            if !job.is_final {
+                return;
+            }
+            job.sink
+                .fail(format!("utterance {} could not be decoded", job.utterance_id));
+            job.sink.send(Event::Transcript(crate::events::Transcript {
+                call_id: job.sink.call_id.clone(),
+                channel: job.channel,
+                utterance_id: job.utterance_id,
+                revision: job.revision,
+                is_final: true,
+                start_s: job.start_s,
+                end_s: job.end_s,
+                text: String::new(),
+                tokens: Vec::new(),
+                ready_after_s: 0.0,
+            }));
+        }
+    }
+
+    /// The call goes on to the end of its audio, then `join` reports the
+    /// first failure the decoder recorded.
+    #[test]
+    fn a_final_the_decoder_failed_makes_join_an_error() {
+        let wav = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/jfk.wav");
+        let source = Box::new(Replay::new(read_wav(&wav).unwrap(), Pace::Fast));
+        let call = Call::start(source, Arc::new(Failing), CallConfig::new("failing")).unwrap();
+        let finals = call
+            .events
+            .iter()
+            .filter(|e| matches!(e, Event::Transcript(t) if t.is_final))
+            .count();
+        assert!(finals >= 1);
+        let err = call.join().unwrap_err();
+        assert_eq!(err.to_string(), "utterance 0 could not be decoded");
     }
 }

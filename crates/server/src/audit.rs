@@ -135,6 +135,7 @@ mod tests {
             name: "Sam".into(),
             role: "supervisor:billing".parse().unwrap(),
             fast: false,
+            token: crate::auth::sha256("Sam's token"),
         };
         audit
             .record(&event(Some(&who), Action::GetCall, "c1", peer, ""))

@@ -63,6 +63,9 @@ pub struct Identity {
     pub role: Role,
     /// May stream audio faster than real time (`fast = true` in the config).
     pub fast: bool,
+    /// The token's SHA-256: what its calls are counted by
+    /// (`limits.calls_per_token`).
+    pub token: Digest,
 }
 
 impl Identity {
@@ -237,6 +240,7 @@ mod tests {
             name: "t".into(),
             role: role.parse().unwrap(),
             fast: false,
+            token: sha256("t"),
         }
     }
 

@@ -122,6 +122,9 @@ pub struct Limits {
     pub keepalive_s: f64,
     /// Calls one agent may stream at once.
     pub calls_per_agent: usize,
+    /// Calls one token may stream at once (an admin token or a relay
+    /// streaming for many agents included).
+    pub calls_per_token: usize,
     /// Streams at once on one HTTP/2 connection.
     pub max_concurrent_streams: u32,
     /// Largest silence a jump in an audio packet sequence may stand for;
@@ -130,6 +133,11 @@ pub struct Limits {
     /// How far a stream's audio may run ahead of real time before the
     /// stream stops being read (tokens with `fast = true` excepted).
     pub pace_burst_s: f64,
+    /// How long a call whose connection broke waits for its softphone to
+    /// reconnect and resume it (`CallStart.resume`) before it is DROPPED;
+    /// 0: never resumed. A stream closed without END, or silent past
+    /// `idle_timeout_s`, is dropped at once.
+    pub resume_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -225,9 +233,11 @@ impl Default for ServeConfig {
                 max_call_s: 4.0 * 3600.0,
                 keepalive_s: 10.0,
                 calls_per_agent: 1,
+                calls_per_token: 64,
                 max_concurrent_streams: 32,
                 max_gap_ms: 10_000,
                 pace_burst_s: 2.0,
+                resume_s: 30.0,
             },
             tls: None,
             auth: Auth::default(),
@@ -337,8 +347,14 @@ impl ServeConfig {
                 bail!("bad configuration: {what} must be seconds between 0.001 and 10000000, not {s}");
             }
         }
-        if l.calls_per_agent == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
-            bail!("bad configuration: limits.calls_per_agent, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
+        if !(l.resume_s.is_finite() && (0.0..=1e7).contains(&l.resume_s)) {
+            bail!(
+                "bad configuration: limits.resume_s must be seconds between 0 and 10000000, not {}",
+                l.resume_s
+            );
+        }
+        if l.calls_per_agent == 0 || l.calls_per_token == 0 || l.max_concurrent_streams == 0 || l.max_gap_ms == 0 {
+            bail!("bad configuration: limits.calls_per_agent, limits.calls_per_token, limits.max_concurrent_streams and limits.max_gap_ms must be ≥ 1");
         }
         if let Some(tls) = &self.tls {
             let ca = tls.client_ca.as_ref().map(|ca| ("tls.client_ca", ca));
@@ -409,6 +425,7 @@ impl ServeConfig {
                     name,
                     role,
                     fast: t.fast,
+                    token: digest,
                 },
             ));
         }

@@ -194,7 +194,7 @@ impl Server {
             .add_service(InterceptedService::new(reflection_v1, reflection_auth.clone()))
             .add_service(InterceptedService::new(reflection_v1alpha, reflection_auth))
             .add_service(InterceptedService::new(
-                pb::call_ingest_server::CallIngestServer::new(Ingest { shared: shared.clone() })
+                pb::call_ingest_server::CallIngestServer::new(Ingest::new(shared.clone()))
                     .max_decoding_message_size(ingest_message_limit),
                 auth.clone(),
             ))

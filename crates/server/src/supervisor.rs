@@ -17,6 +17,10 @@ use crate::{auth, pb};
 use callwatch_core::time::now_unix_ms;
 use pb::call_update::Update;
 
+/// Longest note a claim may carry: it is stored with the claim and sent to
+/// every watcher of the feed.
+const MAX_NOTE_BYTES: usize = 2048;
+
 pub struct Supervisor {
     pub shared: Arc<Shared>,
 }
@@ -205,6 +209,12 @@ impl pb::supervisor_server::Supervisor for Supervisor {
         let peer = request.remote_addr();
         who.teams_for("")?;
         let req = request.into_inner();
+        if req.note.len() > MAX_NOTE_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "note is {} bytes, over the limit of {MAX_NOTE_BYTES}",
+                req.note.len()
+            )));
+        }
         let shared = self.shared.clone();
         let claimed = tokio::task::spawn_blocking(move || -> Result<pb::Acknowledgement, Status> {
             let internal = |e: anyhow::Error| Status::internal(format!("store: {e:#}"));

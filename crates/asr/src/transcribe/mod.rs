@@ -79,6 +79,28 @@ impl Model {
 
     /// A new transcriber using `threads` CPU threads per inference.
     pub fn transcriber(&self, threads: usize) -> Result<Transcriber> {
+        self.weights().transcriber(threads)
+    }
+
+    /// The loaded weights alone, for a pool that makes transcribers later
+    /// (to replace one whose decode panicked).
+    fn weights(&self) -> Weights {
+        Weights {
+            ctx: self.ctx.clone(),
+            n_audio_ctx: self.n_audio_ctx,
+        }
+    }
+}
+
+/// The shared, read-only part of a [`Model`]: what makes transcribers.
+#[derive(Clone)]
+struct Weights {
+    ctx: Arc<WhisperContext>,
+    n_audio_ctx: i32,
+}
+
+impl Weights {
+    fn transcriber(&self, threads: usize) -> Result<Transcriber> {
         let state = self.ctx.create_state().context("cannot allocate whisper state")?;
         Ok(Transcriber {
             state,

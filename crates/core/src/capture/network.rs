@@ -280,6 +280,11 @@ impl Inlet {
         self.channels.iter().map(|c| c.samples).max().unwrap_or(0) as f64 / self.rate as f64
     }
 
+    /// Per channel, the sequence number expected next.
+    pub fn next_seq(&self) -> Vec<u64> {
+        self.channels.iter().map(|c| c.next_seq).collect()
+    }
+
     /// Per channel: packets missing, packets repeated.
     pub fn gaps(&self) -> Vec<u64> {
         self.channels.iter().map(|c| c.gaps).collect()

@@ -47,6 +47,8 @@ struct State {
     inflight: Vec<(Channel, u64, f64)>,
     receiver_gone: bool,
     sink_gone: bool,
+    /// Why part of the call could not be processed (the first reason).
+    fault: Option<String>,
 }
 
 struct Queue {
@@ -80,6 +82,7 @@ impl CallSink {
                 inflight: Vec::new(),
                 receiver_gone: false,
                 sink_gone: false,
+                fault: None,
             }),
             readable: Condvar::new(),
             room: Condvar::new(),
@@ -135,6 +138,13 @@ impl CallSink {
     /// Start of the oldest final still being decoded.
     pub fn oldest_inflight(&self) -> Option<f64> {
         self.queue.lock().inflight.iter().map(|f| f.2).min_by(f64::total_cmp)
+    }
+
+    /// Records that part of the call could not be processed (a final that
+    /// could not be decoded): the call goes on, and its `join` reports the
+    /// first such reason as the call's failure.
+    pub fn fail(&self, why: String) {
+        self.queue.lock().fault.get_or_insert(why);
     }
 
     pub fn elapsed_s(&self) -> f64 {
@@ -204,6 +214,11 @@ impl EventReceiver {
     /// `EVENT_QUEUE` or more, the call's front end is waiting for room.
     pub fn backlog(&self) -> usize {
         self.queue.lock().events.len()
+    }
+
+    /// The first failure recorded with [`CallSink::fail`].
+    pub fn fault(&self) -> Option<String> {
+        self.queue.lock().fault.clone()
     }
 
     /// Every event until the stream ends, waiting for each.

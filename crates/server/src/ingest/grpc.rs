@@ -2,19 +2,21 @@
 //! (`CallStart`) is checked and opens a call session; a task then feeds the
 //! session the stream's audio and call-control events until `END`, a
 //! dropped connection, bad input or shutdown; the session's replies are the
-//! response stream, encoded as `ServerMessage`s.
+//! response stream, encoded as `ServerMessage`s. A stream that breaks at
+//! the transport parks its call for `limits.resume_s` (see `resume`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_stream::adapters::Map;
-use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::StreamExt as _;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::per_token::TokenCalls;
+use super::resume::{Parked, Parking, Replies};
 use crate::context::Shared;
-use crate::session::{self, Abort, CallHandle, CallSpec, Ending, Outgoing, Refusal};
+use crate::session::{self, Abort, CallSpec, Ending, Outgoing, Refusal};
 use crate::{auth, pb};
 use callwatch_core::audio::Channel;
 use callwatch_core::capture::network::Encoding;
@@ -25,7 +27,20 @@ use pb::client_message::Message as In;
 use pb::server_message::Message as Out;
 
 pub struct Ingest {
-    pub shared: Arc<Shared>,
+    shared: Arc<Shared>,
+    /// Calls whose stream broke, waiting to be resumed.
+    parking: Arc<Parking>,
+    tokens: TokenCalls,
+}
+
+impl Ingest {
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self {
+            shared,
+            parking: Arc::default(),
+            tokens: TokenCalls::default(),
+        }
+    }
 }
 
 type Reply = Result<pb::ServerMessage, Status>;
@@ -140,6 +155,7 @@ fn reply(outgoing: Outgoing) -> Reply {
             received_s: r.received_s,
             gaps: r.gaps,
             repeats: r.repeats,
+            next_seq: r.next_seq,
         }),
         Outgoing::Nudge(alert) => Out::Nudge(alert),
         Outgoing::Retraction(retraction) => Out::Retraction(retraction),
@@ -157,7 +173,7 @@ fn reply(outgoing: Outgoing) -> Reply {
 
 #[tonic::async_trait]
 impl pb::call_ingest_server::CallIngest for Ingest {
-    type StreamCallStream = Map<ReceiverStream<Outgoing>, fn(Outgoing) -> Reply>;
+    type StreamCallStream = Map<Replies, fn(Outgoing) -> Reply>;
 
     async fn stream_call(
         &self,
@@ -200,17 +216,35 @@ impl pb::call_ingest_server::CallIngest for Ingest {
         };
         let mut spec = check_start(&start)?;
         who.may_stream_as(&start.agent_id)?;
-        spec.team = self.shared.agents.team_of(&spec.agent_id, &spec.team)?;
-        let (handle, replies) = session::open(&self.shared, spec).await.map_err(refused)?;
         let timeouts = Timeouts {
             idle: Duration::from_secs_f64(limits.idle_timeout_s),
             call: Duration::from_secs_f64(limits.max_call_s),
             burst: (!who.fast).then(|| Duration::from_secs_f64(limits.pace_burst_s)),
+            resume: Duration::from_secs_f64(limits.resume_s),
         };
-        tokio::spawn(feed(handle, inbound, timeouts));
-        Ok(Response::new(
-            ReceiverStream::new(replies).map(reply as fn(Outgoing) -> Reply),
-        ))
+        let call = match &start.resume {
+            Some(resume) => {
+                self.shared.accepting()?;
+                let mut parked = self.parking.resume(&start, resume, &spec)?;
+                parked.handle.resumed().await;
+                parked
+            }
+            None => {
+                spec.team = self.shared.agents.team_of(&spec.agent_id, &spec.team)?;
+                let token = self.tokens.take(who.token, &who.name, limits.calls_per_token)?;
+                let (handle, replies) = session::open(&self.shared, spec.clone()).await.map_err(refused)?;
+                Parked {
+                    handle,
+                    replies: Replies::new(replies),
+                    spec,
+                    opened: Instant::now(),
+                    token,
+                }
+            }
+        };
+        let replies = call.replies.clone();
+        tokio::spawn(feed(call, inbound, timeouts, self.parking.clone()));
+        Ok(Response::new(replies.map(reply as fn(Outgoing) -> Reply)))
     }
 }
 
@@ -221,6 +255,16 @@ struct Timeouts {
     call: Duration,
     /// How far the audio may run ahead of real time; `None`: unpaced.
     burst: Option<Duration>,
+    /// How long a call whose stream broke may be resumed.
+    resume: Duration,
+}
+
+/// Why a stream stopped carrying its call.
+enum Stop {
+    /// The call is over, one way or another.
+    End(Ending),
+    /// The transport failed (why): the call may be resumed.
+    Broken(String),
 }
 
 /// Why a stream's message could not be read, when the fault is the
@@ -245,22 +289,29 @@ fn unreadable(status: &Status) -> Option<Abort> {
 /// Feeds the stream's messages to the call until it ends, one way or
 /// another. Shutdown interrupts it even while it waits for room in the
 /// call's rings or reply queue.
-async fn feed(mut call: CallHandle, mut inbound: Streaming<pb::ClientMessage>, timeouts: Timeouts) {
-    let stopping = call.stopping();
-    let ending = tokio::select! {
-        ending = pump(&mut call, &mut inbound, timeouts) => ending,
-        _ = stopping => Ending::Aborted(Abort::ShuttingDown),
+async fn feed(mut call: Parked, mut inbound: Streaming<pb::ClientMessage>, timeouts: Timeouts, parking: Arc<Parking>) {
+    let stopping = call.handle.stopping();
+    let stop = tokio::select! {
+        stop = pump(&mut call, &mut inbound, timeouts) => stop,
+        _ = stopping => Stop::End(Ending::Aborted(Abort::ShuttingDown)),
+    };
+    let ending = match stop {
+        Stop::Broken(why) if !timeouts.resume.is_zero() => return parking.park(call, why, timeouts.resume),
+        Stop::Broken(why) => Ending::Dropped(why),
+        Stop::End(ending) => ending,
     };
     if let Ending::Dropped(why) = &ending {
-        tracing::warn!(call = %call.info().call_id, "call dropped: {why}");
+        tracing::warn!(call = %call.spec.call_id, "call dropped: {why}");
     }
-    call.finish(ending);
+    call.handle.finish(ending);
 }
 
-async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>, timeouts: Timeouts) -> Ending {
-    let opened = Instant::now();
-    let mut heard = opened;
-    let mut first_audio = None;
+async fn pump(parked: &mut Parked, inbound: &mut Streaming<pb::ClientMessage>, timeouts: Timeouts) -> Stop {
+    let (call, opened) = (&mut parked.handle, parked.opened);
+    let mut heard = Instant::now();
+    // Pacing counts from this stream's first audio and the call time then
+    // (a resumed stream resends what the broken one lost at once).
+    let mut paced_from = None;
     loop {
         // Only the wait for the far end counts: time spent waiting for room
         // in the call's own rings is the server's.
@@ -268,30 +319,31 @@ async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>,
         let over_at = opened + timeouts.call;
         let message = match tokio::time::timeout_at(idle_at.min(over_at), inbound.message()).await {
             Ok(Ok(Some(m))) => m,
-            Ok(Ok(None)) => return Ending::Dropped("the stream closed without END".into()),
+            Ok(Ok(None)) => return Stop::End(Ending::Dropped("the stream closed without END".into())),
             Ok(Err(status)) => {
                 return match unreadable(&status) {
-                    Some(why) => Ending::Aborted(why),
-                    None => Ending::Dropped(format!("the connection failed: {}", status.message())),
+                    Some(why) => Stop::End(Ending::Aborted(why)),
+                    None => Stop::Broken(format!("the connection failed: {}", status.message())),
                 }
             }
             Err(_) if over_at <= idle_at => {
-                return Ending::Dropped(format!(
+                return Stop::End(Ending::Dropped(format!(
                     "the call lasted {} s, the limit (limits.max_call_s)",
                     timeouts.call.as_secs_f64()
-                ))
+                )))
             }
             Err(_) => {
-                return Ending::Dropped(format!(
+                return Stop::End(Ending::Dropped(format!(
                     "no audio for {} s (limits.idle_timeout_s)",
                     timeouts.idle.as_secs_f64()
-                ))
+                )))
             }
         };
         match message.message {
             Some(In::Audio(audio)) => {
+                let before_s = call.receipt().received_s;
                 if let Err(why) = call.audio(audio.channel as usize, audio.seq, &audio.data).await {
-                    return Ending::Aborted(why);
+                    return Stop::End(Ending::Aborted(why));
                 }
                 heard = Instant::now();
                 // Pacing: audio ahead of real time by more than the burst
@@ -299,7 +351,8 @@ async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>,
                 // sender back (nothing is buffered for it) and one client
                 // cannot fill the shared transcriber queue.
                 if let Some(burst) = timeouts.burst {
-                    let due = *first_audio.get_or_insert(heard) + Duration::from_secs_f64(call.receipt().received_s);
+                    let (from, from_s) = *paced_from.get_or_insert((heard, before_s));
+                    let due = from + Duration::from_secs_f64(call.receipt().received_s - from_s);
                     if due > heard + burst {
                         tokio::time::sleep_until(due - burst).await;
                         heard = Instant::now();
@@ -310,17 +363,17 @@ async fn pump(call: &mut CallHandle, inbound: &mut Streaming<pb::ClientMessage>,
                 Ok((kind, to)) => {
                     call.control(kind, to).await;
                     if kind == ControlKind::End {
-                        return Ending::Ended;
+                        return Stop::End(Ending::Ended);
                     }
                 }
-                Err(why) => return Ending::Aborted(why),
+                Err(why) => return Stop::End(Ending::Aborted(why)),
             },
             Some(In::Start(_)) => {
-                return Ending::Aborted(Abort::BadInput(
+                return Stop::End(Ending::Aborted(Abort::BadInput(
                     "a second CallStart: one stream carries one call".into(),
-                ))
+                )))
             }
-            None => return Ending::Aborted(Abort::BadInput("an empty ClientMessage".into())),
+            None => return Stop::End(Ending::Aborted(Abort::BadInput("an empty ClientMessage".into()))),
         }
     }
 }
@@ -338,6 +391,7 @@ mod tests {
             sample_rate: 8_000,
             encoding: pb::Encoding::Mulaw.into(),
             channels: vec![pb::Channel::Agent.into(), pb::Channel::Customer.into()],
+            resume: None,
         }
     }
 
@@ -457,6 +511,7 @@ mod tests {
             received_s: 2.0,
             gaps: vec![1, 0],
             repeats: vec![0, 3],
+            next_seq: vec![7, 7],
         }))
         .unwrap();
         assert_eq!(
@@ -464,7 +519,8 @@ mod tests {
             Some(Out::Ack(pb::Ack {
                 received_s: 2.0,
                 gaps: vec![1, 0],
-                repeats: vec![0, 3]
+                repeats: vec![0, 3],
+                next_seq: vec![7, 7],
             }))
         );
         let bad = reply(Outgoing::Aborted(Abort::BadInput("audio packet 3: odd length".into()))).unwrap_err();

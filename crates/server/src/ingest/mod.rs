@@ -12,6 +12,8 @@
 //! task, forward its replies.
 
 pub mod grpc;
+pub mod per_token;
+pub mod resume;
 pub mod twilio;
 
 pub use grpc::Ingest;

@@ -123,6 +123,8 @@ pub struct Receipt {
     /// Per channel: packets missing, packets repeated.
     pub gaps: Vec<u64>,
     pub repeats: Vec<u64>,
+    /// Per channel: the sequence number expected next.
+    pub next_seq: Vec<u64>,
 }
 
 /// What goes back to the far end, in order.
@@ -275,7 +277,16 @@ impl CallHandle {
             received_s: inlet.received_s(),
             gaps: inlet.gaps(),
             repeats: inlet.repeats(),
+            next_seq: inlet.next_seq(),
         }
+    }
+
+    /// The call continues on a new stream (its first broke): the far end
+    /// hears the acceptance again, then where to resend its audio from.
+    /// Replies the old stream never delivered come after these.
+    pub async fn resumed(&mut self) {
+        let _ = self.replies.send(Outgoing::Accepted(self.info.clone())).await;
+        self.ack().await;
     }
 
     /// Packet `seq` of channel `channel` (an index into the spec's
