@@ -58,6 +58,20 @@ pub struct ServeConfig {
     /// Telephony platforms streaming calls in over their own protocols.
     #[serde(default)]
     pub gateways: Gateways,
+    /// Cluster mode: shared state for many nodes; today's single node
+    /// when absent.
+    #[serde(default)]
+    pub cluster: Option<Cluster>,
+}
+
+/// `[cluster]`: what the nodes of one contact centre share.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// The shared call store, `postgres://user[:password]@host:port/db`
+    /// (the password, when the URL has none, from `PGPASSWORD`); SQLite in
+    /// `data` when absent.
+    pub postgres: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -245,6 +259,7 @@ impl Default for ServeConfig {
             privacy: Privacy::default(),
             agents: Vec::new(),
             gateways: Gateways::default(),
+            cluster: None,
         }
     }
 }

@@ -34,6 +34,8 @@ pub mod session;
 pub mod slots;
 pub mod store;
 pub mod supervisor;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod tls;
 pub mod transcript_filter;
 pub mod web;

@@ -25,6 +25,7 @@ use crate::ingest::Ingest;
 use crate::pb;
 use crate::rpc_metrics::RpcMetrics;
 use crate::slots::Sessions;
+use crate::store::postgres::Postgres;
 use crate::store::sqlite::Sqlite;
 use crate::store::watched::Watched;
 use crate::store::CallStore;
@@ -64,8 +65,18 @@ impl Server {
         // The store before the model: a wrong key is told at once.
         let key = config.store.key()?;
         let data = config.data.clone();
-        let store: Arc<dyn CallStore> =
-            Arc::new(tokio::task::spawn_blocking(move || Sqlite::open_keyed(&data, key.as_deref())).await??);
+        let shared_store = config.cluster.as_ref().and_then(|c| c.postgres.clone());
+        let store: Arc<dyn CallStore> = match shared_store {
+            // SQLCipher's key has no meaning for PostgreSQL (encrypt its
+            // disks, and use TLS or a private network to it).
+            Some(_) if key.is_some() => {
+                anyhow::bail!(
+                    "bad configuration: store.key_file/key_env are for the SQLite store, not cluster.postgres"
+                )
+            }
+            Some(url) => Arc::new(tokio::task::spawn_blocking(move || Postgres::connect(&url)).await??),
+            None => Arc::new(tokio::task::spawn_blocking(move || Sqlite::open_keyed(&data, key.as_deref())).await??),
+        };
         Self::start_with_store(config, filter, store).await
     }
 

@@ -9,6 +9,7 @@
 //! — see [`once_key`].
 
 mod file;
+pub mod postgres;
 pub mod sqlite;
 pub mod watched;
 
