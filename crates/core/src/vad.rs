@@ -473,6 +473,27 @@ mod tests {
             .all(|w| w[0].end_s <= w[1].start_s && w[0].id < w[1].id));
     }
 
+    /// Speech shorter than `min_utterance` keeps its voice events but is not
+    /// decoded; speech at least that long is.
+    #[test]
+    fn speech_shorter_than_the_minimum_is_not_decoded() {
+        let (_, samples) = &fixture("jfk.wav")[0];
+        let mut seg = Segmenter::new(VadConfig {
+            min_utterance: 60.0,
+            ..VadConfig::default()
+        });
+        let mut events = Vec::new();
+        seg.push(samples, &mut events);
+        seg.finish(&mut events);
+        assert!(events.iter().any(|e| matches!(e, VadEvent::SpeechEnd { .. })));
+        assert!(!events.iter().any(|e| matches!(e, VadEvent::Utterance(_))));
+        let cfg = VadConfig {
+            min_utterance: 0.25,
+            ..VadConfig::default()
+        };
+        assert!(!utterances(samples, cfg).is_empty());
+    }
+
     #[test]
     fn end_of_stream_flushes_open_speech() {
         let (_, samples) = &fixture("jfk.wav")[0];
