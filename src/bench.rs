@@ -25,11 +25,13 @@ use callwatch_core::rules::config::Kind;
 use callwatch_core::text::word_error_rate;
 use callwatch_core::vad::{self, VadConfig};
 
+mod accuracy;
 mod alerts;
 mod capacity;
 mod reference;
 mod serve;
 
+pub use accuracy::{accuracy, AccuracyOptions};
 pub use alerts::{alert_latency, AlertsOptions};
 pub use capacity::{capacity, CapacityOptions};
 pub use serve::{serve_load, ServeLoadOptions};
@@ -243,6 +245,20 @@ pub fn default_files() -> Vec<PathBuf> {
     .iter()
     .map(PathBuf::from)
     .collect()
+}
+
+/// Every bundled recording with a reference transcript: the scenario calls
+/// and the read-speech clips.
+pub fn accuracy_files() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = ["tests/fixtures", "tests/fixtures/calls"]
+        .iter()
+        .filter_map(|dir| std::fs::read_dir(dir).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "wav") && p.with_extension("ref.json").exists())
+        .collect();
+    files.sort();
+    files
 }
 
 /// User + system CPU time of this process, seconds.

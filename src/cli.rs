@@ -339,6 +339,27 @@ pub enum RulesCommand {
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
+    /// Word error rate per recording and channel: the current utterance
+    /// cutting against the earlier one, same model, same run.
+    Accuracy {
+        /// Recordings with a CALL.ref.json beside each [default: the bundled calls and clips].
+        files: Vec<PathBuf>,
+        /// ggml model [default: the search path; see `callwatch model locate`].
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// CPU threads per decode.
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Audio kept before a detected onset, seconds [default: the pipeline's].
+        #[arg(long)]
+        pre_roll: Option<f64>,
+        /// Audio kept after the last voiced frame, seconds [default: the pipeline's].
+        #[arg(long)]
+        post_roll: Option<f64>,
+        /// Shortest voiced span decoded, seconds [default: the pipeline's].
+        #[arg(long)]
+        min_utterance: Option<f64>,
+    },
     /// Transcription time on VAD-cut call audio: callwatch vs faster-whisper int8.
     Transcribe {
         /// Recordings to cut and transcribe [default: the bundled calls and jfk.wav].

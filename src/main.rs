@@ -418,6 +418,34 @@ fn run(cli: Cli) -> Result<()> {
         })),
         Command::Bench {
             command:
+                BenchCommand::Accuracy {
+                    files,
+                    model,
+                    threads,
+                    pre_roll,
+                    post_roll,
+                    min_utterance,
+                },
+        } => {
+            let d = vad::VadConfig::default();
+            bench::accuracy(&bench::AccuracyOptions {
+                files: if files.is_empty() {
+                    bench::accuracy_files()
+                } else {
+                    files
+                },
+                model: model::locate(model.as_deref())?,
+                threads,
+                vad: vad::VadConfig {
+                    pre_roll: pre_roll.unwrap_or(d.pre_roll),
+                    post_roll: post_roll.unwrap_or(d.post_roll),
+                    min_utterance: min_utterance.unwrap_or(d.min_utterance),
+                    ..d
+                },
+            })
+        }
+        Command::Bench {
+            command:
                 BenchCommand::Transcribe {
                     files,
                     model,

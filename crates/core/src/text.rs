@@ -24,7 +24,13 @@ pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
     if r.is_empty() {
         return if h.is_empty() { 0.0 } else { 1.0 };
     }
-    // Levenshtein distance over words, one row at a time.
+    word_errors(&r, &h) as f64 / r.len() as f64
+}
+
+/// Substitutions, insertions and deletions that turn `reference` into
+/// `hypothesis` (Levenshtein distance over words, one row at a time).
+pub fn word_errors(reference: &[String], hypothesis: &[String]) -> usize {
+    let (r, h) = (reference, hypothesis);
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     for (i, rw) in r.iter().enumerate() {
         let mut row = vec![i + 1; h.len() + 1];
@@ -33,7 +39,7 @@ pub fn word_error_rate(reference: &str, hypothesis: &str) -> f64 {
         }
         prev = row;
     }
-    prev[h.len()] as f64 / r.len() as f64
+    prev[h.len()]
 }
 
 #[cfg(test)]

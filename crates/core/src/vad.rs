@@ -33,6 +33,11 @@ pub struct VadConfig {
     pub pre_roll: f64,
     /// Audio kept after the last voiced frame.
     pub post_roll: f64,
+    /// Shortest voiced span decoded: speech that ends sooner (a cough, a
+    /// click, a breath the detector took for speech) keeps its voice events
+    /// but is not handed to Whisper, which would make words of it. An
+    /// utterance that has already had a partial is always finalised.
+    pub min_utterance: f64,
     /// Longest utterance; a longer one is cut at its quietest point.
     pub max_utterance: f64,
     /// While speech goes on, a partial (audio so far) is offered this often;
@@ -48,6 +53,7 @@ impl Default for VadConfig {
             hangover: 0.5,
             pre_roll: 0.2,
             post_roll: 0.15,
+            min_utterance: 0.0,
             max_utterance: 15.0,
             partial_interval: 0.0,
         }
@@ -268,6 +274,7 @@ impl Segmenter {
             onset,
             mut audio,
             last_voiced_end,
+            last_partial,
             ..
         } = std::mem::replace(&mut self.state, State::Silence { voiced_run: 0 })
         else {
@@ -280,6 +287,10 @@ impl Segmenter {
         self.history.clear();
         self.history.extend(tail);
         events.push(VadEvent::SpeechEnd { t_s: secs(end) });
+        let partial_sent = last_partial != onset;
+        if secs(end.saturating_sub(onset)) < self.cfg.min_utterance && !partial_sent {
+            return;
+        }
         events.push(VadEvent::Utterance(Utterance {
             id,
             start_s: secs(onset),
@@ -460,6 +471,27 @@ mod tests {
         assert!(found
             .windows(2)
             .all(|w| w[0].end_s <= w[1].start_s && w[0].id < w[1].id));
+    }
+
+    /// Speech shorter than `min_utterance` keeps its voice events but is not
+    /// decoded; speech at least that long is.
+    #[test]
+    fn speech_shorter_than_the_minimum_is_not_decoded() {
+        let (_, samples) = &fixture("jfk.wav")[0];
+        let mut seg = Segmenter::new(VadConfig {
+            min_utterance: 60.0,
+            ..VadConfig::default()
+        });
+        let mut events = Vec::new();
+        seg.push(samples, &mut events);
+        seg.finish(&mut events);
+        assert!(events.iter().any(|e| matches!(e, VadEvent::SpeechEnd { .. })));
+        assert!(!events.iter().any(|e| matches!(e, VadEvent::Utterance(_))));
+        let cfg = VadConfig {
+            min_utterance: 0.25,
+            ..VadConfig::default()
+        };
+        assert!(!utterances(samples, cfg).is_empty());
     }
 
     #[test]
