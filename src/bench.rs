@@ -26,8 +26,10 @@ use callwatch_core::text::word_error_rate;
 use callwatch_core::vad::{self, VadConfig};
 
 mod capacity;
+mod search;
 
 pub use capacity::{capacity, CapacityOptions};
+pub use search::search;
 
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";
 const PEER_SCRIPT: &str = "benches/peer_faster_whisper.py";
