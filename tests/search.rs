@@ -2,7 +2,6 @@
 //! store seeded with generated calls: each role finds exactly the calls in
 //! its scope, pages follow on, and bad requests are refused.
 
-#[allow(dead_code)]
 mod common;
 
 use callwatch_proto::pb;
