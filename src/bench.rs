@@ -29,11 +29,13 @@ mod accuracy;
 mod alerts;
 mod capacity;
 mod reference;
+mod search;
 mod serve;
 
 pub use accuracy::{accuracy, AccuracyOptions};
 pub use alerts::{alert_latency, AlertsOptions};
 pub use capacity::{capacity, CapacityOptions};
+pub use search::search;
 pub use serve::{serve_load, ServeLoadOptions};
 
 const PEER_REQUIREMENT: &str = "faster-whisper==1.2.1";

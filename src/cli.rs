@@ -423,6 +423,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 2)]
         workers: usize,
     },
+    /// Search latency (p50/p95) over stores seeded with generated calls.
+    Search {
+        /// Numbers of calls to seed, one store each.
+        #[arg(long, value_delimiter = ',', default_value = "10000")]
+        calls: Vec<usize>,
+        /// Timed runs of each search.
+        #[arg(long, default_value_t = 50)]
+        runs: usize,
+    },
     /// Concurrent real-time calls on one machine: final latency, CPU, memory.
     Capacity {
         /// The call replayed by every simulated agent.

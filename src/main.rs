@@ -369,6 +369,9 @@ fn run(cli: Cli) -> Result<()> {
             bench::rule_latency(&files, &model::locate(model.as_deref())?, &rules)
         }
         Command::Bench {
+            command: BenchCommand::Search { calls, runs },
+        } => bench::search(&calls, runs),
+        Command::Bench {
             command:
                 BenchCommand::Alerts {
                     files,

@@ -19,7 +19,7 @@ use callwatch_server::cursor::{Cursor, FeedEntry};
 use callwatch_server::filter::Meta;
 use callwatch_server::server::Server;
 use callwatch_server::store::sqlite::Sqlite;
-use callwatch_server::store::{AckError, Appended, AuditQuery, CallStore, Purged};
+use callwatch_server::store::{AckError, Appended, AuditQuery, CallStore, Purged, SearchQuery};
 use callwatch_server::transcript_filter::Verbatim;
 use common::service::*;
 use tonic_health::pb::health_check_response::ServingStatus;
@@ -73,6 +73,10 @@ impl CallStore for FullDisk {
     }
     fn recent_calls(&self, team: Option<&str>, limit: u32) -> Result<Vec<pb::CallInfo>> {
         self.inner.recent_calls(team, limit)
+    }
+
+    fn search_calls(&self, query: &SearchQuery) -> Result<Vec<pb::CallInfo>> {
+        self.inner.search_calls(query)
     }
     fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>> {
         self.inner.record(call_id)

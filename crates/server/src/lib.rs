@@ -29,6 +29,7 @@ pub mod listener;
 pub mod lockout;
 pub mod retention;
 pub mod rpc_metrics;
+pub mod search;
 pub mod server;
 pub mod session;
 pub mod slots;

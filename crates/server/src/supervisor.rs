@@ -13,7 +13,7 @@ use crate::cursor::Cursor;
 use crate::feed::Start;
 use crate::filter::{Filter, Meta};
 use crate::store::AckError;
-use crate::{auth, pb};
+use crate::{auth, pb, search};
 use callwatch_core::time::now_unix_ms;
 use pb::call_update::Update;
 
@@ -186,6 +186,19 @@ impl pb::supervisor_server::Supervisor for Supervisor {
             record.scorecard = Some(live.scorecard.lock().expect("poisoned").clone());
         }
         Ok(Response::new(record))
+    }
+
+    async fn search_calls(
+        &self,
+        request: Request<pb::SearchCallsRequest>,
+    ) -> Result<Response<pb::SearchCallsResponse>, Status> {
+        let who = auth::identity(&request)?;
+        let query = search::query_for(&who, request.into_inner())?;
+        let calls = {
+            let query = query.clone();
+            in_store(&self.shared, move |s| s.store.search_calls(&query)).await?
+        };
+        Ok(Response::new(search::page(&query, calls)))
     }
 
     async fn who_am_i(&self, request: Request<pb::WhoAmIRequest>) -> Result<Response<pb::WhoAmIResponse>, Status> {

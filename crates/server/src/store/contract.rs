@@ -10,6 +10,12 @@ use crate::filter::Meta;
 use crate::pb;
 use pb::alert_event::Event;
 
+pub use super::search_contract::{
+    a_replaced_or_purged_final_is_no_longer_found,
+    a_rule_score_range_date_range_and_outcome_select_exactly_their_calls, pages_follow_on_without_gaps_or_repeats,
+    words_match_exactly_the_calls_that_said_them_by_party,
+};
+
 /// One `#[test]` per contract case, each on a fresh store from `$make`.
 macro_rules! call_store_contract {
     ($make:expr) => {
@@ -24,6 +30,10 @@ macro_rules! call_store_contract {
             a_record_holds_transcript_and_feed_events,
             audit_events_are_kept_in_order_and_listed_by_filter_in_pages,
             a_purge_removes_old_calls_and_audit_events_and_keeps_the_rest,
+            words_match_exactly_the_calls_that_said_them_by_party,
+            a_rule_score_range_date_range_and_outcome_select_exactly_their_calls,
+            pages_follow_on_without_gaps_or_repeats,
+            a_replaced_or_purged_final_is_no_longer_found,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -10,11 +10,15 @@
 
 mod file;
 pub mod postgres;
+mod search;
+pub mod seed;
 pub mod sqlite;
 pub mod watched;
 
 #[cfg(test)]
 pub(crate) mod contract;
+#[cfg(test)]
+mod search_contract;
 
 use anyhow::Result;
 
@@ -67,6 +71,12 @@ pub trait CallStore: Send + Sync {
     /// recently started first.
     fn recent_calls(&self, team: Option<&str>, limit: u32) -> Result<Vec<pb::CallInfo>>;
 
+    /// Ended calls matching `query`, the most recently started first
+    /// (then by call id), `query.offset` rows skipped, at most
+    /// `query.limit`. Text is matched against the stored finals, which are
+    /// already redacted: a masked figure cannot be found.
+    fn search_calls(&self, query: &SearchQuery) -> Result<Vec<pb::CallInfo>>;
+
     /// Everything stored about a call: its info and scorecard, the final
     /// transcript (by start time, then channel), its alerts, retractions
     /// and acknowledgements in feed order.
@@ -98,6 +108,33 @@ pub struct AuditQuery {
     pub call_id: Option<String>,
     /// Only events with a larger `seq` (0: from the start).
     pub after_seq: i64,
+    pub limit: u32,
+}
+
+/// Which calls [`CallStore::search_calls`] returns: every condition given
+/// must hold (`None`/empty: any).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchQuery {
+    /// Words said, in this order (matched as whole words, any case).
+    pub words: Option<String>,
+    /// Said on this channel (`pb::Channel` as i32); `None`: by either party.
+    pub channel: Option<i32>,
+    /// An alert of this rule was raised on the call.
+    pub rule_fired: Option<String>,
+    pub team: Option<String>,
+    pub agent_id: Option<String>,
+    /// Started at or after / before, in Unix ms.
+    pub from_unix_ms: Option<i64>,
+    pub to_unix_ms: Option<i64>,
+    /// Final score within, inclusive (a call with no score never matches).
+    pub min_score: Option<f64>,
+    pub max_score: Option<f64>,
+    /// Handle time (start to end) within, inclusive, in seconds.
+    pub min_duration_s: Option<f64>,
+    pub max_duration_s: Option<f64>,
+    /// How the call ended (`pb::CallState` as i32); empty: any.
+    pub states: Vec<i32>,
+    pub offset: u32,
     pub limit: u32,
 }
 

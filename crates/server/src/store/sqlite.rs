@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use prost::Message;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{file, once_key, AckError, Appended, AuditQuery, CallStore, Purged};
+use super::{file, once_key, search, AckError, Appended, AuditQuery, CallStore, Purged, SearchQuery};
 use crate::cursor::{Cursor, FeedEntry};
 use crate::filter::Meta;
 use crate::pb;
@@ -112,6 +112,7 @@ impl Sqlite {
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA secure_delete = ON;",
         )
         .and_then(|_| conn.execute_batch(SCHEMA))
+        .and_then(|_| search::create(&conn))
         .with_context(|| format!("{}: not a callwatch store", path.display()))?;
         let store = Self { conn: Mutex::new(conn) };
         let orphans = store.close_orphans()?;
@@ -343,6 +344,10 @@ impl CallStore for Sqlite {
         rows.map(|r| Ok(decode_call(r?)?.0)).collect()
     }
 
+    fn search_calls(&self, query: &SearchQuery) -> Result<Vec<pb::CallInfo>> {
+        search::search_calls(&self.conn(), query)
+    }
+
     fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>> {
         let Some((call, scorecard)) = self.call(call_id)? else {
             return Ok(None);
@@ -435,6 +440,7 @@ impl CallStore for Sqlite {
         tx.execute(&format!("DELETE FROM feed WHERE call_id IN ({PURGEABLE})"), old)?;
         let calls = tx.execute(&format!("DELETE FROM calls WHERE call_id IN ({PURGEABLE})"), old)?;
         let audit_events = tx.execute("DELETE FROM audit WHERE at_ms < ?1", params![cutoff_unix_ms])?;
+        search::optimize(&tx)?;
         tx.commit()?;
         // secure_delete zeroed the rows in the pages written to the WAL;
         // the WAL still holds the pages' earlier images until it is copied
@@ -449,12 +455,12 @@ impl CallStore for Sqlite {
 
 const AUDIT_COLUMNS: &str = "SELECT seq, at_ms, actor, role, action, call_id, peer, detail FROM audit";
 
-const CALL_COLUMNS: &str =
+pub(super) const CALL_COLUMNS: &str =
     "SELECT call_id, agent_id, team, state, started_ms, ended_ms, audio_s, alerts, score, reason, scorecard FROM calls";
 
-type CallRow = (pb::CallInfo, Option<Vec<u8>>);
+pub(super) type CallRow = (pb::CallInfo, Option<Vec<u8>>);
 
-fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
+pub(super) fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     Ok((
         pb::CallInfo {
             call_id: r.get(0)?,
@@ -473,7 +479,7 @@ fn call_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<CallRow> {
     ))
 }
 
-fn decode_call((info, card): CallRow) -> Result<(pb::CallInfo, Option<pb::Scorecard>)> {
+pub(super) fn decode_call((info, card): CallRow) -> Result<(pb::CallInfo, Option<pb::Scorecard>)> {
     let card = card
         .map(|b| pb::Scorecard::decode(b.as_slice()))
         .transpose()

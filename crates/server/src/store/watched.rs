@@ -163,6 +163,10 @@ impl CallStore for Watched {
         self.inner.recent_calls(team, limit)
     }
 
+    fn search_calls(&self, query: &super::SearchQuery) -> Result<Vec<pb::CallInfo>> {
+        self.inner.search_calls(query)
+    }
+
     fn record(&self, call_id: &str) -> Result<Option<pb::CallRecord>> {
         self.inner.record(call_id)
     }

@@ -30,7 +30,7 @@ use anyhow::{Context, Result};
 use postgres::{Client, NoTls, Row};
 use prost::Message;
 
-use super::{once_key, AckError, Appended, AuditQuery, CallStore, Purged};
+use super::{once_key, AckError, Appended, AuditQuery, CallStore, Purged, SearchQuery};
 use crate::cursor::{Cursor, FeedEntry};
 use crate::filter::Meta;
 use crate::pb;
@@ -281,6 +281,50 @@ impl CallStore for Postgres {
                     "{CALL_COLUMNS} WHERE state <> $1 AND ($2::TEXT IS NULL OR team = $2) ORDER BY started_ms DESC LIMIT $3"
                 ),
                 &[&(pb::CallState::Live as i32), &team, &i64::from(limit)],
+            )
+        })?;
+        rows.iter().map(|r| Ok(call_row(r)?.0)).collect()
+    }
+
+    fn search_calls(&self, q: &SearchQuery) -> Result<Vec<pb::CallInfo>> {
+        // The same conditions as SQLite's (`store/search.rs`); the words are
+        // one phrase, never query syntax.
+        let sql = format!(
+            "{CALL_COLUMNS} WHERE state <> $1
+               AND ($2::TEXT IS NULL OR team = $2) AND ($3::TEXT IS NULL OR agent_id = $3)
+               AND ($4::BIGINT IS NULL OR started_ms >= $4) AND ($5::BIGINT IS NULL OR started_ms < $5)
+               AND ($6::FLOAT8 IS NULL OR score >= $6) AND ($7::FLOAT8 IS NULL OR score <= $7)
+               AND ($8::FLOAT8 IS NULL OR (ended_ms - started_ms) >= $8 * 1000.0)
+               AND ($9::FLOAT8 IS NULL OR (ended_ms - started_ms) <= $9 * 1000.0)
+               AND (cardinality($10::INT[]) = 0 OR state = ANY($10))
+               AND ($11::TEXT IS NULL OR EXISTS (SELECT 1 FROM feed f WHERE f.call_id = calls.call_id
+                                                   AND f.kind = 'alert' AND f.rule_id = $11))
+               AND ($12::TEXT IS NULL OR call_id IN (
+                     SELECT t.call_id FROM transcript t
+                     WHERE to_tsvector('simple', t.text) @@ phraseto_tsquery('simple', $12)
+                       AND ($13::INT IS NULL OR t.channel = $13)))
+             ORDER BY started_ms DESC, call_id DESC LIMIT $14 OFFSET $15"
+        );
+        let rows = self.with(|c| {
+            c.query(
+                &sql,
+                &[
+                    &(pb::CallState::Live as i32),
+                    &q.team,
+                    &q.agent_id,
+                    &q.from_unix_ms,
+                    &q.to_unix_ms,
+                    &q.min_score,
+                    &q.max_score,
+                    &q.min_duration_s,
+                    &q.max_duration_s,
+                    &q.states,
+                    &q.rule_fired,
+                    &q.words,
+                    &q.channel,
+                    &i64::from(q.limit),
+                    &i64::from(q.offset),
+                ],
             )
         })?;
         rows.iter().map(|r| Ok(call_row(r)?.0)).collect()

@@ -6,7 +6,10 @@ use postgres::Client;
 
 /// (version, SQL), in order. A released migration is never edited; a
 /// change is a new file.
-const MIGRATIONS: &[(i32, &str)] = &[(1, include_str!("migrations/V1__schema.sql"))];
+pub(super) const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("migrations/V1__schema.sql")),
+    (2, include_str!("migrations/V2__search.sql")),
+];
 
 /// Any constant shared by every callwatch node: the advisory lock's key.
 const LOCK_KEY: i64 = 0x63_61_6c_6c_77_61_74_63;
