@@ -9,12 +9,13 @@
 # `setup.sh test` adds what the tests need:
 #   chromium             the dashboard's browser test (headless)
 #   python3-venv         the Python client test builds a venv
+#   nats-server          the cluster feed's tests start `nats-server -js`
 set -euo pipefail
 
 packages=(cmake libclang-dev libssl-dev libasound2-dev pkg-config python3-pip)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium)
+  packages+=(chromium nats-server)
   python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3-venv)
 fi
 missing=()

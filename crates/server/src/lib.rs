@@ -34,6 +34,7 @@ pub mod session;
 pub mod slots;
 pub mod store;
 pub mod supervisor;
+pub mod test_nats;
 pub mod tls;
 pub mod transcript_filter;
 pub mod web;
