@@ -10,12 +10,13 @@
 #   chromium             the dashboard's browser test (headless)
 #   python3-venv         the Python client test builds a venv
 #   postgresql           the PostgreSQL store's tests start their own server
+#   nats-server          the cluster feed's tests start `nats-server -js`
 set -euo pipefail
 
 packages=(cmake libclang-dev libssl-dev libasound2-dev pkg-config python3-pip)
 command -v npm >/dev/null || packages+=(nodejs npm)
 if [ "${1:-}" = test ]; then
-  packages+=(chromium postgresql)
+  packages+=(chromium postgresql nats-server)
   python3 -c "import venv, ensurepip" 2>/dev/null || packages+=(python3-venv)
 fi
 missing=()

@@ -64,7 +64,8 @@ pub struct ServeConfig {
     pub cluster: Option<Cluster>,
 }
 
-/// `[cluster]`: what the nodes of one contact centre share.
+/// `[cluster]`: this node's name and the engines the nodes of one contact
+/// centre share; each engine is optional (absent: this node's own).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
@@ -72,6 +73,33 @@ pub struct Cluster {
     /// (the password, when the URL has none, from `PGPASSWORD`); SQLite in
     /// `data` when absent.
     pub postgres: Option<String>,
+    /// This node's name, unique in the cluster.
+    pub node: String,
+    /// NATS servers (`nats://host:port`) with JetStream: the feed is then a
+    /// JetStream stream every node follows.
+    #[serde(default)]
+    pub nats: Vec<String>,
+}
+
+impl Cluster {
+    fn check(&self) -> Result<()> {
+        if self.node.is_empty()
+            || !self
+                .node
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            bail!(
+                "bad configuration: cluster.node must be a name of letters, digits, '-' or '_' (got {:?})",
+                self.node
+            );
+        }
+        for url in &self.nats {
+            url.parse::<async_nats::ServerAddr>()
+                .map_err(|e| anyhow::anyhow!("bad configuration: cluster.nats: {url:?}: {e}"))?;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -272,7 +300,7 @@ pub struct Overrides {
 }
 
 /// Top-level keys, the environment variables `CALLWATCH_<KEY>` read.
-const SETTINGS: [&str; 17] = [
+const SETTINGS: [&str; 18] = [
     "listen",
     "allow_plaintext",
     "data",
@@ -290,6 +318,7 @@ const SETTINGS: [&str; 17] = [
     "privacy",
     "agents",
     "gateways",
+    "cluster",
 ];
 
 /// Whether an environment key (prefix removed, maybe already split into a
@@ -340,6 +369,9 @@ impl ServeConfig {
         crate::agents::check(&self.agents)?;
         if let Some(twilio) = &self.gateways.twilio {
             twilio.check()?;
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.check()?;
         }
         if !(self.shutdown_grace_s.is_finite() && self.shutdown_grace_s >= 0.0) {
             bail!("bad configuration: shutdown_grace_s must be seconds ≥ 0");

@@ -20,6 +20,7 @@ use crate::config::ServeConfig;
 use crate::context::{LoadedRules, Shared};
 use crate::desks::Desks;
 use crate::feed::hub::Hub;
+use crate::feed::jetstream::JetStream;
 use crate::feed::Feed;
 use crate::ingest::Ingest;
 use crate::pb;
@@ -136,9 +137,13 @@ impl Server {
         if !agents.configured() {
             tracing::warn!("no [[agents]] in the configuration: each softphone names its own call's team");
         }
+        let feed: Arc<dyn Feed> = match config.cluster.as_ref().filter(|c| !c.nats.is_empty()) {
+            Some(cluster) => Arc::new(JetStream::connect(store.clone(), &cluster.nats, &cluster.node).await?),
+            None => Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
+        };
         let shared = Arc::new(Shared {
             agents,
-            feed: Arc::new(Hub::new(store.clone(), config.limits.subscriber_queue)),
+            feed,
             store,
             audit: audit.clone(),
             store_health: store_health.clone(),

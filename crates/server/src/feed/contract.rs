@@ -48,7 +48,7 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 type Events = mpsc::Receiver<Result<pb::AlertEvent, tonic::Status>>;
 
-fn team_meta(team: &str) -> Meta {
+pub(crate) fn team_meta(team: &str) -> Meta {
     Meta {
         call_id: format!("{team}-call"),
         team: team.into(),
@@ -58,7 +58,7 @@ fn team_meta(team: &str) -> Meta {
     }
 }
 
-fn retraction(id: u64) -> pb::AlertEvent {
+pub(crate) fn retraction(id: u64) -> pb::AlertEvent {
     pb::AlertEvent {
         event: Some(Event::Retraction(pb::Retraction {
             call_id: String::new(),

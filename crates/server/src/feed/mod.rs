@@ -9,6 +9,7 @@
 //! never slows recording.
 
 pub mod hub;
+pub mod jetstream;
 
 #[cfg(test)]
 pub(crate) mod contract;

@@ -1,6 +1,5 @@
 //! A real PostgreSQL for tests: initialised in a temporary directory,
-//! listening on a loopback port, stopped (and removed) on drop. Used by the
-//! store's unit tests and, with the `testkit` feature, by `tests/`.
+//! listening on a loopback port, stopped (and removed) on drop.
 //!
 //! PostgreSQL refuses to run as root, so under root the cluster belongs to
 //! `nobody` and every PostgreSQL binary runs through `runuser`. Binaries
