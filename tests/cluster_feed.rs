@@ -27,8 +27,14 @@ fn node(data: &Path, name: &str, nats: &NatsServer, postgres: &str) -> ServeConf
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_on_node_1_reaches_a_dashboard_on_node_2_which_resumes_after_a_restart() {
     let nats = NatsServer::start().expect("nats-server starts (scripts/setup.sh test installs it)");
-    let pg = PgServer::start().expect("PostgreSQL starts (scripts/setup.sh test installs it)");
-    let db = pg.database("cluster").unwrap();
+    // PostgreSQL's client blocks: off the test's runtime.
+    let (pg, db) = tokio::task::spawn_blocking(|| {
+        let pg = PgServer::start().expect("PostgreSQL starts (scripts/setup.sh test installs it)");
+        let db = pg.database("cluster").unwrap();
+        (pg, db)
+    })
+    .await
+    .unwrap();
     let (data1, data2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let n1 = Server::start(node(data1.path(), "n1", &nats, &db)).await.unwrap();
     let n2 = Server::start(node(data2.path(), "n2", &nats, &db)).await.unwrap();
@@ -89,4 +95,5 @@ async fn a_call_on_node_1_reaches_a_dashboard_on_node_2_which_resumes_after_a_re
     assert!(resumed[2..].iter().all(|e| e.call_id == "abuse-1"));
     n2.stop().await.unwrap();
     n1.stop().await.unwrap();
+    drop(pg);
 }

@@ -72,17 +72,32 @@ impl Postgres {
 
     /// Runs `f` on the connection, opening it first if the last one broke.
     fn with<T>(&self, f: impl FnOnce(&mut Client) -> Result<T, postgres::Error>) -> Result<T> {
-        let mut slot: MutexGuard<'_, Option<Client>> = self.client.lock().expect("store lock poisoned");
-        if slot.as_ref().is_none_or(Client::is_closed) {
-            *slot = None;
-            *slot = Some(self.config.connect(NoTls).context("cannot reconnect to PostgreSQL")?);
-        }
-        let client = slot.as_mut().expect("connected above");
-        let out = f(client);
-        if client.is_closed() {
-            *slot = None;
-        }
-        Ok(out?)
+        off_the_runtime(|| {
+            let mut slot: MutexGuard<'_, Option<Client>> = self.client.lock().expect("store lock poisoned");
+            if slot.as_ref().is_none_or(Client::is_closed) {
+                *slot = None;
+                *slot = Some(self.config.connect(NoTls).context("cannot reconnect to PostgreSQL")?);
+            }
+            let client = slot.as_mut().expect("connected above");
+            let out = f(client);
+            if client.is_closed() {
+                *slot = None;
+            }
+            Ok(out?)
+        })
+    }
+}
+
+/// Runs `f`, which blocks on the client's own runtime. A thread that drives
+/// tokio tasks cannot start another runtime, so from one the call first
+/// hands that thread's tasks to others (`block_in_place`). The trait asks
+/// for blocking threads; this keeps a stray call from an async task a
+/// stall, not a panic.
+fn off_the_runtime<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 
