@@ -215,6 +215,13 @@ pub struct ServerArgs {
     /// CA certificate (PEM) to trust for an https:// server.
     #[arg(long)]
     pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a server that requires mutual TLS
+    /// (`tls.client_ca`), with --key.
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
 }
 
 impl ServerArgs {
@@ -223,6 +230,11 @@ impl ServerArgs {
             server: self.server.clone(),
             token: self.token.clone(),
             ca: self.ca.clone(),
+            identity: self
+                .cert
+                .clone()
+                .zip(self.key.clone())
+                .map(|(cert, key)| callwatch_client::ClientIdentity { cert, key }),
         }
     }
 }

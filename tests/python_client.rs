@@ -105,6 +105,7 @@ async fn a_python_client_built_from_the_proto_checks_health_and_receives_an_aler
         server: format!("http://{}", server.addr),
         token: "agent-a17-token".into(),
         ca: None,
+        identity: None,
     };
     client::softphone(&agent, call, |_| {}).await.unwrap();
 

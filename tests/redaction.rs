@@ -185,6 +185,7 @@ fn nothing_said_leaves_the_service_unredacted() {
         server: url.clone(),
         token: token.into(),
         ca: None,
+        identity: None,
     };
     let (supervisor, agent) = (conn(SUPERVISOR), conn(AGENT));
     let (softphone, updates, record) = tokio::runtime::Runtime::new().unwrap().block_on(async {

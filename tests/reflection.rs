@@ -41,6 +41,7 @@ async fn start(data: &std::path::Path, reflection_open: bool) -> (Server, Authed
         server: format!("http://{}", server.addr),
         token: "token-admin".into(),
         ca: None,
+        identity: None,
     };
     let (channel, bearer) = conn.channel().await.unwrap();
     (server, Authed::new(channel, bearer))

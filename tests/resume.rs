@@ -60,6 +60,7 @@ impl Relay {
             server: format!("http://{}", self.addr),
             token: token.into(),
             ca: None,
+            identity: None,
         }
     }
 }

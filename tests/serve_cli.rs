@@ -236,6 +236,7 @@ fn sigterm_finishes_the_call_in_progress_into_the_store() {
             server: url,
             token: SUPERVISOR.into(),
             ca: None,
+            identity: None,
         };
         let mut sup = conn.supervisor().await.unwrap();
         sup.get_call(pb::GetCallRequest {
@@ -316,6 +317,7 @@ role = "admin"
             server: url.clone(),
             token: token.into(),
             ca: None,
+            identity: None,
         };
         let record = conn(SUPERVISOR)
             .supervisor()

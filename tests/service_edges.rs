@@ -283,6 +283,7 @@ async fn health_reflection_and_tls() {
         server: format!("https://localhost:{}", server.addr.port()),
         token: SUP_ALL.into(),
         ca: Some(cert_path),
+        identity: None,
     };
     let (channel, bearer) = tls.channel().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());

@@ -453,6 +453,7 @@ async fn after_kill_9_the_live_calls_are_closed_as_they_were_and_every_alert_see
         server: url.to_owned(),
         token: SUP_ALL.into(),
         ca: None,
+        identity: None,
     };
     // A dashboard follows the feed live.
     let seen: Arc<std::sync::Mutex<Vec<pb::AlertEvent>>> = Arc::default();

@@ -1,6 +1,7 @@
 //! TLS by default, against real servers with certificates made by the test
 //! (rcgen): plaintext on a network address is refused in one line; with
-//! `tls.client_ca` a client without a certificate from that CA gets nothing;
+//! `tls.client_ca` a client without a certificate from that CA gets nothing,
+//! one with (`--cert`/`--key`) is served;
 //! a certificate swapped on disk is served to new connections while a call
 //! on an older connection goes on to its end.
 
@@ -9,14 +10,13 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use callwatch_client::{self as client, Connection, SoftphoneCall};
+use callwatch_client::{self as client, ClientIdentity, Connection, SoftphoneCall};
 use callwatch_core::audio::{Channel, Recording};
 use callwatch_proto::pb;
 use callwatch_server::config::TlsFiles;
 use callwatch_server::server::Server;
 use common::service::*;
 use predicates::prelude::*;
-use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
 type Issuer = rcgen::CertifiedIssuer<'static, rcgen::KeyPair>;
 
@@ -62,6 +62,7 @@ fn tls_conn(server: &Server, token: &str, ca: &Path) -> Connection {
         server: format!("https://localhost:{}", server.addr.port()),
         token: token.into(),
         ca: Some(ca.to_owned()),
+        identity: None,
     }
 }
 
@@ -127,37 +128,71 @@ async fn mutual_tls_refuses_a_client_without_a_certificate_from_the_ca() {
         "a client without a certificate got through"
     );
 
-    let with_cert = |issuer: &Issuer| {
+    // A client certificate, as `callwatch … --cert --key` sends it.
+    let with_cert = |issuer: &Issuer, name: &str| {
         let (cert, key) = issue(issuer, "softphone-1", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
-        ClientTlsConfig::new()
-            .ca_certificate(Certificate::from_pem(std::fs::read(&server_ca_path).unwrap()))
-            .identity(Identity::from_pem(cert, key))
-            .domain_name("localhost")
-    };
-    let connect = |tls: ClientTlsConfig| {
-        let url = format!("https://localhost:{}", server.addr.port());
-        async move {
-            let channel = Endpoint::from_shared(url)
-                .unwrap()
-                .tls_config(tls)
-                .unwrap()
-                .connect()
-                .await?;
-            let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {SUP_ALL}").parse().unwrap();
-            let authed = move |mut req: tonic::Request<()>| {
-                req.metadata_mut().insert("authorization", bearer.clone());
-                Ok(req)
-            };
-            let reply = pb::supervisor_client::SupervisorClient::with_interceptor(channel, authed)
-                .list_calls(pb::ListCallsRequest::default())
-                .await?;
-            anyhow::Ok(reply.into_inner())
+        let (cert_path, key_path) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key).unwrap();
+        Connection {
+            identity: Some(ClientIdentity {
+                cert: cert_path,
+                key: key_path,
+            }),
+            ..tls_conn(&server, SUP_ALL, &server_ca_path)
         }
     };
     // A certificate from another CA: refused too.
-    assert!(connect(with_cert(&stranger_ca)).await.is_err());
+    assert!(list_calls(&with_cert(&stranger_ca, "stranger")).await.is_err());
     // One from the configured CA, with a token: served.
-    assert!(connect(with_cert(&client_ca)).await.unwrap().calls.is_empty());
+    let trusted = with_cert(&client_ca, "trusted");
+    assert!(list_calls(&trusted).await.unwrap().calls.is_empty());
+
+    // The softphone on the command line, with the same certificate.
+    let wav = dir.path().join("one_second.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 16_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&wav, spec).unwrap();
+    for _ in 0..2 * 16_000 {
+        writer.write_sample(0i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    let identity = trusted.identity.clone().unwrap();
+    let server_url = trusted.server.clone();
+    let (cert, key) = (identity.cert, identity.key);
+    tokio::task::spawn_blocking(move || {
+        common::callwatch()
+            .args([
+                "softphone",
+                "--server",
+                &server_url,
+                "--token",
+                AGENT_A17,
+                "--agent",
+                "a17",
+                "--team",
+                "billing",
+            ])
+            .arg("--ca")
+            .arg(&server_ca_path)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--key")
+            .arg(&key)
+            .arg(&wav)
+            .timeout(Duration::from_secs(30))
+            .assert()
+            .success();
+    })
+    .await
+    .unwrap();
     server.stop().await.unwrap();
 }
 

@@ -86,6 +86,7 @@ impl Service<'_> {
             server: url.clone(),
             token: token.into(),
             ca: None,
+            identity: None,
         };
         // Call id → (fixture, when its softphone started sending).
         let started: Arc<Mutex<HashMap<String, (usize, Instant)>>> = Arc::default();

@@ -63,6 +63,7 @@ pub fn conn(server: &Server, token: &str) -> Connection {
         server: format!("http://{}", server.addr),
         token: token.into(),
         ca: None,
+        identity: None,
     }
 }
 

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::{Certificate, Channel as GrpcChannel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel as GrpcChannel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request, Status};
 
 use callwatch_core::alerts::{Alert, RuleOutput};
@@ -32,6 +32,16 @@ pub struct Connection {
     pub token: String,
     /// CA certificate (PEM) to trust for `https://`, for a private CA.
     pub ca: Option<PathBuf>,
+    /// This client's certificate and key, for a server that asks for one
+    /// (mutual TLS).
+    pub identity: Option<ClientIdentity>,
+}
+
+/// A client certificate chain and its private key, PEM files.
+#[derive(Debug, Clone)]
+pub struct ClientIdentity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Adds `authorization: Bearer <token>` to every request.
@@ -52,12 +62,24 @@ impl Connection {
         let mut endpoint = Endpoint::from_shared(self.server.clone())
             .with_context(|| format!("{:?} is not a server URL like http://127.0.0.1:50051", self.server))?
             .connect_timeout(Duration::from_secs(5));
+        if self.identity.is_some() && !self.server.starts_with("https://") {
+            anyhow::bail!("a client certificate is for an https:// server, not {}", self.server);
+        }
         if self.server.starts_with("https://") {
             let mut tls = ClientTlsConfig::new().with_enabled_roots();
             if let Some(ca) = &self.ca {
                 let pem =
                     std::fs::read(ca).with_context(|| format!("{}: cannot read the CA certificate", ca.display()))?;
                 tls = tls.ca_certificate(Certificate::from_pem(pem));
+            }
+            if let Some(id) = &self.identity {
+                let read = |path: &PathBuf, what: &str| {
+                    std::fs::read(path).with_context(|| format!("{}: cannot read the client {what}", path.display()))
+                };
+                tls = tls.identity(Identity::from_pem(
+                    read(&id.cert, "certificate")?,
+                    read(&id.key, "key")?,
+                ));
             }
             endpoint = endpoint.tls_config(tls)?;
         }
